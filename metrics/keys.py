@@ -1,0 +1,24 @@
+"""Result keys as constants (STYLE habit 2): protocols, the store, tests and the leaderboard
+import these instead of retyping strings.  ``DIRECTION`` says which way is better."""
+
+BPD = "bpd"                  # held-out bits/dim, ELBO (single-sample) bound
+BPD_IW = "bpd_iw"            # held-out bits/dim, importance-weighted bound (K in extra)
+IS = "is"                    # Inception score (Eq. 14), mean over 10 splits
+IS_STD = "is_std"            # its std over splits
+FID = "fid"                  # Frechet distance (Eq. 15)
+KID = "kid"                  # kernel inception distance (raw, not x1e3)
+PRD_F8 = "prd_f8"            # Sajjadi et al. F_8 (recall-like)
+PRD_F1_8 = "prd_f1_8"        # Sajjadi et al. F_1/8 (precision-like)
+PRD_AUC = "prd_auc"          # area under the PRD curve (definition in metrics/prd.py)
+PRECISION = "precision"      # Kynkaanniemi/Naeem improved precision (prdc, k=5)
+RECALL = "recall"
+DENSITY = "density"          # Naeem et al. density (prdc, k=5)
+COVERAGE = "coverage"
+GAN_TRAIN = "gan_train"      # accuracy (%) on real held-out of a classifier trained on samples
+GAN_TEST = "gan_test"        # accuracy (%) on samples of a classifier trained on real data
+REAL_BASELINE = "real_to_real"  # accuracy (%) on real held-out of a classifier trained on real data
+
+HIGHER_IS_BETTER = {IS, PRD_F8, PRD_F1_8, PRD_AUC, PRECISION, RECALL, DENSITY, COVERAGE, GAN_TRAIN, GAN_TEST,
+                    REAL_BASELINE}
+LOWER_IS_BETTER = {BPD, BPD_IW, FID, KID, IS_STD}
+DIRECTION = {**{k: "higher" for k in HIGHER_IS_BETTER}, **{k: "lower" for k in LOWER_IS_BETTER}}

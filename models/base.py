@@ -1,0 +1,155 @@
+"""The contract every generative model of the suite fulfils.
+
+A model is an ``nn.Module`` that *exposes* its training signal; it never owns a
+training loop (the one trainer is ``protocols.trainer``):
+
+* ``stages(steps)``: the training schedule as a list of :class:`Stage` (name, the
+  phases run at each step, number of steps).  Most models have one stage; the GAN
+  adds an ``inference`` stage that fits an inference network around the frozen
+  generator (Section 5 of the paper).
+* ``phase_parameters(phase)``: the parameters the optimiser of that phase updates.
+* ``losses(phase, batch)``: a dict of named scalar tensors.  The trainer
+  back-propagates ``out["loss"]`` and logs every entry; any non-finite entry stops
+  training with a message naming it and the step.
+* ``sample(n, labels=None)``: images in [0, 1] (float, N x C x H x W), in the
+  dequantised space described below.
+* ``nll(x, k=1)``: an upper bound on -log p(u) in nats per image, where
+  ``u = dequantize(x)`` uses *fresh* noise: the ELBO for k = 1 and the
+  importance-weighted bound for k > 1.  ``None`` when the model has no density yet
+  (a GAN before its inference network is trained).
+* ``reconstruct(x)`` where there is an encoder.
+
+Spaces.  The data are uint8 tensors with ``levels`` intensity levels (0..levels-1).
+``dequantize`` maps them to ``u = (x + U[0,1)) / levels`` in [0, 1).  A density on
+u gives bits per dimension ``bpd = (nll + D ln L) / (D ln 2)`` (:func:`bits_per_dim`);
+a model uniform on [0, 1)^D has nll = 0 and scores exactly log2(L).  Samples are
+returned in u-space and turned back into levels by :func:`quantize`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about the data: shape, levels, classes."""
+
+    channels: int
+    resolution: int          # square images, power of two (28x28 data is padded to 32)
+    levels: int = 256        # intensity levels of the uint8 data (digits: 17)
+    n_classes: int = 0       # 0 = unlabelled
+
+    @property
+    def dims(self) -> int:
+        return self.channels * self.resolution * self.resolution
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return (self.channels, self.resolution, self.resolution)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    phases: Tuple[str, ...]
+    steps: int
+
+
+@dataclass
+class Batch:
+    """A training batch: uint8 images N x C x H x W and int64 labels (or None)."""
+
+    x: torch.Tensor
+    y: Optional[torch.Tensor] = None
+
+    def to(self, device) -> "Batch":
+        return Batch(self.x.to(device, non_blocking=True),
+                     None if self.y is None else self.y.to(device, non_blocking=True))
+
+
+def dequantize(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """uint8 levels -> u in [0, 1) with fresh uniform noise (one bin = 1/levels)."""
+    x = x.float()
+    return (x + torch.rand_like(x)) / levels
+
+
+def quantize(u: torch.Tensor, levels: int) -> torch.Tensor:
+    """u-space images (any float) -> uint8 levels in 0..levels-1 (floor of u*L, clamped)."""
+    return torch.clamp(torch.floor(u * levels), 0, levels - 1).to(torch.uint8)
+
+
+def to_unit(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """uint8 levels -> display/feature floats in [0, 1]: x / (L - 1)."""
+    return x.float() / (levels - 1)
+
+
+def bits_per_dim(nll_nats: torch.Tensor | float, dims: int, levels: int):
+    """Upper bound on bits/dim of the discrete data from a continuous NLL on u in [0,1)^D."""
+    return (nll_nats + dims * math.log(levels)) / (dims * math.log(2.0))
+
+
+class GenerativeModel(nn.Module):
+    """Base class: a model exposes phases, losses, a sampler and (maybe) a likelihood bound."""
+
+    #: phases run at each step of the main stage, in order (e.g. ("disc", "gen"))
+    phases: Tuple[str, ...] = ("main",)
+    #: whether ``sample`` accepts class labels (class-conditional models)
+    conditional: bool = False
+
+    def __init__(self, cfg, data: DataSpec):
+        super().__init__()
+        self.cfg = cfg
+        self.data = data
+
+    # ---- training -------------------------------------------------------------
+    def stages(self, steps: int) -> List[Stage]:
+        return [Stage("main", tuple(self.phases), int(steps))]
+
+    def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:
+        if phase != "main":
+            raise KeyError(f"{type(self).__name__} has no phase {phase!r}")
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def losses(self, phase: str, batch: Batch) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # ---- evaluation -----------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def nll(self, x: torch.Tensor, k: int = 1) -> Optional[torch.Tensor]:
+        return None
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no encoder")
+
+    @property
+    def has_encoder(self) -> bool:
+        return type(self).reconstruct is not GenerativeModel.reconstruct
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+#: name -> model class; meta: ``config`` (dataclass type), ``presets`` ({budget: {field: value}}),
+#: ``description`` (one line), ``paper`` (table/row it reproduces, if any)
+MODELS: Registry[type] = Registry("model")
+
+
+def register_model(name: str, *, config: type, presets: Dict[str, dict] | None = None,
+                   description: str = "", paper: str = ""):
+    return MODELS.register(name, config=config, presets=presets or {}, description=description,
+                           paper=paper)
+
+
+def build_model(name: str, cfg, data: DataSpec) -> GenerativeModel:
+    return MODELS.get(name)(cfg, data)

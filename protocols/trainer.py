@@ -1,0 +1,307 @@
+"""The one trainer (the paper's Algorithm 1, Appendix H), driving every registered model.
+
+A model exposes ``stages(steps)`` (each a list of phases run once per step), the parameters of
+each phase and ``losses(phase, batch)``; this loop owns everything else: one Adamax optimiser
+per phase (lr 2e-3, betas 0.9/0.999 by default), the data order, gradient clipping, the tqdm
+bar with losses and images/s, ``stats.jsonl``, sample grids, validation-BPD checkpoint
+selection, atomic checkpoints with optimiser and RNG state, exact resume, and stopping on a
+non-finite loss.  Data-parallel: batches are sharded by rank and gradients averaged
+(``protocols.distributed``); only rank 0 writes.
+
+Resume is exact on CPU: the batch drawn at a step is a pure function of (seed, step, rank),
+and the torch RNG state (dequantisation noise, latent draws) is saved with every checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from models.base import Batch, GenerativeModel, Stage, bits_per_dim
+
+from . import distributed as D
+from .config import RunConfig
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss was NaN or infinite; nothing of that step was applied or stored."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is unreadable or belongs to another configuration."""
+
+
+# ---------------------------------------------------------------------------------------------
+class EpochSampler:
+    """Deterministic shuffled batches: the indices of step ``s`` depend only on (seed, s, rank)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.per_epoch = (n // world) // batch_size
+        if self.per_epoch == 0:
+            raise ValueError(f"batch size {batch_size} x {world} process(es) exceeds the {n} training images: "
+                             f"lower train.batch_size")
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, k = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.n, generator=g)[self.rank::self.world]
+            self._epoch = epoch
+        return self._perm[k * self.batch_size:(k + 1) * self.batch_size]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    last: Path
+    best: Optional[Path]
+    step: int
+    best_val_bpd: Optional[float] = None
+    history: List[dict] = field(default_factory=list)
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a zip, wrong pickle...
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); delete it to "
+                              f"restart that run, or point --out elsewhere") from None
+    if not isinstance(ck, dict) or "model" not in ck or "step" not in ck:
+        raise CheckpointError(f"checkpoint {path} is not an avade-bench checkpoint (no model/step entries)")
+    return ck
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, model: GenerativeModel, train_x: torch.Tensor, cfg: RunConfig, run_dir: Path, *,
+                 train_y: Optional[torch.Tensor] = None, val_x: Optional[torch.Tensor] = None,
+                 sampler=None, device: Optional[torch.device] = None):
+        self.cfg, self.tc = cfg, cfg.train
+        self.run_dir = Path(run_dir)
+        self.device = device or torch.device("cpu")
+        self.model = model.to(self.device)
+        if self.tc.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_x, self.train_y, self.val_x = train_x, train_y, val_x
+        self.sampler = sampler or EpochSampler(len(train_x), self.tc.batch_size, cfg.seed, D.rank(),
+                                               D.world_size())
+        self.stages: List[Stage] = [s for s in model.stages(self.tc.steps) if s.steps > 0]
+        self.total = sum(s.steps for s in self.stages)
+        self.optims: Dict[str, torch.optim.Optimizer] = {}
+        self._params: Dict[str, List[nn.Parameter]] = {}
+        for st in self.stages:
+            for ph in st.phases:
+                if ph not in self.optims:
+                    params = [p for p in model.phase_parameters(ph)]
+                    self._params[ph] = params
+                    self.optims[ph] = torch.optim.Adamax(params, lr=self.tc.lr, betas=(self.tc.beta1, self.tc.beta2))
+        self.step = 0
+        self.best_val: Optional[float] = None
+        self.history: List[dict] = []
+
+    # ---- checkpoints ------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    def state(self) -> dict:
+        return {"step": self.step, "model": self.model.state_dict(),
+                "optim": {k: o.state_dict() for k, o in self.optims.items()}, "rng": _rng_state(),
+                "config_hash": self.cfg.hash(), "model_name": self.cfg.model,
+                "best_val": -1.0 if self.best_val is None else self.best_val}
+
+    def save(self, path: Optional[Path] = None) -> None:
+        if D.is_main():
+            atomic_save(self.state(), path or self.last_path)
+        D.barrier()
+
+    def resume(self) -> bool:
+        """Load ``last.pt`` if present; returns whether training continues from it."""
+        if not self.last_path.exists():
+            return False
+        ck = load_checkpoint(self.last_path, map_location=self.device)
+        if ck.get("config_hash") != self.cfg.hash():
+            raise CheckpointError(f"{self.last_path} was written by another configuration "
+                                  f"({ck.get('config_hash')} != {self.cfg.hash()}); resume with the same "
+                                  f"settings, or use a fresh --out")
+        self.model.load_state_dict(ck["model"])
+        for k, o in self.optims.items():
+            o.load_state_dict(ck["optim"][k])
+        _set_rng_state(ck["rng"])
+        self.step = int(ck["step"])
+        self.best_val = None if ck.get("best_val", -1.0) < 0 else float(ck["best_val"])
+        return True
+
+    # ---- the loop -----------------------------------------------------------------------
+    def _stage_at(self, step: int) -> Stage:
+        for st in self.stages:
+            if step < st.steps:
+                return st
+            step -= st.steps
+        return self.stages[-1]
+
+    def _batch(self, step: int) -> Batch:
+        idx = self.sampler.indices(step)
+        x = self.train_x[idx]
+        if self.tc.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = None if self.train_y is None else self.train_y[idx]
+        return Batch(x, y).to(self.device)
+
+    def _phase(self, phase: str, batch: Batch) -> Dict[str, float]:
+        self.model.zero_grad(set_to_none=True)
+        out = self.model.losses(phase, batch)
+        logged = {}
+        for name, v in out.items():
+            val = float(v.detach().float().mean())
+            if not math.isfinite(val):
+                raise NonFiniteLossError(
+                    f"loss '{name}' of phase '{phase}' is {val} at step {self.step} ({self.cfg.model}); nothing "
+                    f"of this step was applied; last good checkpoint: {self.last_path} "
+                    f"(lower train.lr or set train.grad_clip, then --resume)")
+            logged[f"{phase}/{name}"] = val
+        out["loss"].backward()
+        params = self._params[phase]
+        D.all_reduce_grads(params)
+        if self.tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
+        self.optims[phase].step()
+        return logged
+
+    def fit(self, resume: bool = False, stop_at: Optional[int] = None) -> TrainResult:
+        """Train to the end (or to ``stop_at`` steps, which simulates an interruption)."""
+        torch.manual_seed(self.cfg.seed * 7919 + D.rank())
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.resume()):
+            D.broadcast_module(self.model)
+        end = self.total if stop_at is None else min(stop_at, self.total)
+        bar = self._bar(end)
+        window: Dict[str, List[float]] = {}
+        t0, seen = time.perf_counter(), 0
+        self.model.train()
+        while self.step < end:
+            stage = self._stage_at(self.step)
+            batch = self._batch(self.step)
+            for phase in stage.phases:
+                for k, v in self._phase(phase, batch).items():
+                    window.setdefault(k, []).append(v)
+            self.step += 1
+            seen += batch.x.shape[0] * D.world_size()
+            if bar is not None:
+                bar.update(1)
+            if self.step % max(self.tc.log_every, 1) == 0 or self.step == end:
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                self._log(stage, window, rate, bar)
+                window, t0, seen = {}, time.perf_counter(), 0
+            self._periodic(end)
+        if bar is not None:
+            bar.close()
+        self.save()
+        if self.step >= self.total and self.tc.sample_every >= 0:
+            self.save_samples(self.run_dir / "samples" / f"step_{self.step:07d}.png")
+        best = self.best_path if self.best_path.exists() else None
+        return TrainResult(self.run_dir, self.last_path, best, self.step, self.best_val, self.history)
+
+    def _periodic(self, end: int) -> None:
+        s, tc = self.step, self.tc
+        if tc.val_every > 0 and s % tc.val_every == 0:
+            self.validate()
+        if tc.ckpt_every > 0 and s % tc.ckpt_every == 0 and s < end:
+            self.save()
+        if tc.sample_every > 0 and s % tc.sample_every == 0 and s < self.total:
+            self.save_samples(self.run_dir / "samples" / f"step_{s:07d}.png")
+
+    def _bar(self, end: int):
+        if not (self.tc.progress and D.is_main()):
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=end, initial=self.step, desc=f"{self.cfg.model}", unit="step", dynamic_ncols=True,
+                    leave=False)
+
+    def _log(self, stage: Stage, window: Dict[str, List[float]], rate: float, bar) -> None:
+        means = {k: sum(v) / len(v) for k, v in window.items()}
+        rec = {"step": self.step, "stage": stage.name, "img_per_s": round(rate, 2), **means}
+        self.history.append(rec)
+        if not D.is_main():
+            return
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if bar is not None:
+            short = {k.replace("/loss", ""): f"{v:.3g}" for k, v in list(means.items())[:6]}
+            bar.set_postfix({**short, "img/s": f"{rate:.0f}"}, refresh=False)
+
+    # ---- evaluation hooks ---------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> Optional[float]:
+        """Validation BPD (single-sample bound); keeps ``best.pt`` at the best value."""
+        if self.val_x is None or len(self.val_x) == 0:
+            return None
+        rng = torch.get_rng_state()  # validation must not perturb the training RNG stream
+        torch.manual_seed(12345)
+        self.model.eval()
+        x = self.val_x[: self.tc.val_images].to(self.device)
+        nll = self.model.nll(x)
+        self.model.train()
+        torch.set_rng_state(rng)
+        if nll is None:
+            return None
+        spec = self.model.data
+        bpd = float(bits_per_dim(nll.mean(), spec.dims, spec.levels))
+        rec = {"step": self.step, "val_bpd": bpd}
+        self.history.append(rec)
+        if D.is_main():
+            with open(self.run_dir / "stats.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        if math.isfinite(bpd) and (self.best_val is None or bpd < self.best_val):
+            self.best_val = bpd
+            self.save(self.best_path)
+        return bpd
+
+    @torch.no_grad()
+    def save_samples(self, path: Path, n: int = 64) -> None:
+        if not D.is_main():
+            return
+        from torchvision.utils import save_image
+        rng = torch.get_rng_state()
+        torch.manual_seed(2024)
+        self.model.eval()
+        labels = None
+        if self.model.conditional and self.model.data.n_classes:
+            labels = torch.arange(n, device=self.device) % self.model.data.n_classes
+        u = self.model.sample(n, labels=labels).float().clamp(0, 1).cpu()
+        self.model.train()
+        torch.set_rng_state(rng)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(u, path, nrow=int(math.sqrt(n)), padding=1)

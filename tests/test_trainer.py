@@ -1,0 +1,101 @@
+"""The one trainer: exact resume, non-finite losses, checkpoints, validation selection."""
+import json
+
+import pytest
+import torch
+
+from models.base import DataSpec
+from protocols.config import RunConfig, TrainConfig
+from protocols.trainer import CheckpointError, EpochSampler, NonFiniteLossError, Trainer, load_checkpoint
+
+from toy_models import ToyAdversarial, ToyConfig, ToyGaussian
+
+SPEC = DataSpec(channels=1, resolution=4, levels=17, n_classes=0)
+
+
+def _data(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 17, (n, 1, 4, 4), generator=g, dtype=torch.uint8)
+
+
+def _cfg(steps=6, **train):
+    tc = TrainConfig(steps=steps, batch_size=8, log_every=2, sample_every=0, ckpt_every=2, progress=False,
+                     **train)
+    return RunConfig(model="toy", seed=3, train=tc, model_cfg=ToyConfig())
+
+
+def _trainer(tmp, cls=ToyAdversarial, cfg=None, val=None):
+    torch.manual_seed(0)
+    cfg = cfg or _cfg()
+    return Trainer(cls(cfg.model_cfg, SPEC), _data(), cfg, tmp, val_x=val)
+
+
+def _flat(model):
+    return torch.cat([t.detach().flatten().float() for t in model.state_dict().values()])
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    full = _trainer(tmp_path / "full")
+    full.fit()
+    part = _trainer(tmp_path / "part")
+    res = part.fit(stop_at=3)  # interrupted after 3 of 6 steps (odd: not on a checkpoint boundary)
+    assert res.step == 3 and load_checkpoint(res.last)["step"] == 3
+    resumed = _trainer(tmp_path / "part")  # a fresh process would rebuild everything from scratch
+    res = resumed.fit(resume=True)
+    assert res.step == 6
+    assert torch.equal(_flat(full.model), _flat(resumed.model))
+    for k in full.optims:
+        a = full.optims[k].state_dict()["state"]
+        b = resumed.optims[k].state_dict()["state"]
+        assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+
+
+def test_non_finite_loss_names_the_loss_and_step_and_keeps_checkpoint(tmp_path):
+    tr = _trainer(tmp_path)
+    tr.fit(stop_at=2)
+    before = _flat(tr.model)
+    tr2 = _trainer(tmp_path)
+    tr2.resume()
+    with torch.no_grad():
+        tr2.model.mu.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"loss '\w+' of phase '\w+' is nan at step 2"):
+        tr2.fit(resume=False)
+    kept = ToyAdversarial(ToyConfig(), SPEC)
+    kept.load_state_dict(load_checkpoint(tmp_path / "last.pt")["model"])
+    assert torch.equal(_flat(kept), before)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    tr = _trainer(tmp_path)
+    tr.fit(stop_at=2)
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        _trainer(tmp_path).fit(resume=True)
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    _trainer(tmp_path).fit(stop_at=2)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        _trainer(tmp_path, cfg=_cfg(lr=1e-3)).fit(resume=True)
+
+
+def test_stats_samples_and_best_checkpoint(tmp_path):
+    cfg = _cfg(steps=6, val_every=2, val_images=8)
+    tr = _trainer(tmp_path, cls=ToyGaussian, cfg=cfg, val=_data(8, seed=1))
+    res = tr.fit()
+    lines = [json.loads(l) for l in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert any("val_bpd" in l for l in lines) and any("main/loss" in l for l in lines)
+    assert res.best is not None and res.best_val_bpd == min(l["val_bpd"] for l in lines if "val_bpd" in l)
+    assert list((tmp_path / "samples").glob("step_*.png"))
+    ck = torch.load(res.best, weights_only=True)
+    assert ck["step"] in (2, 4, 6)
+
+
+def test_sampler_is_deterministic_and_sharded():
+    a = EpochSampler(40, 8, seed=1)
+    b = EpochSampler(40, 8, seed=1)
+    assert all(torch.equal(a.indices(s), b.indices(s)) for s in (0, 4, 7, 3))
+    r0, r1 = EpochSampler(40, 8, 1, rank=0, world=2), EpochSampler(40, 8, 1, rank=1, world=2)
+    assert not set(r0.indices(0).tolist()) & set(r1.indices(0).tolist())
+    with pytest.raises(ValueError, match="batch size"):
+        EpochSampler(4, 8, seed=0)
