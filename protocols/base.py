@@ -1,0 +1,86 @@
+"""Protocols: the paper's comparisons as named, runnable units (registry ``PROTOCOLS``).
+
+A protocol declares the paper table it reproduces, the models it compares, the metric keys
+that make a (model, seed) cell complete, and the paper claims it tests.  ``run_cell`` trains
+and evaluates one model at one seed and returns measurements; the driver
+(:mod:`protocols.api`) skips cells already in the store, writes new ones, then evaluates the
+claims on everything stored for (protocol, dataset, budget).
+"""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from models.registry import Registry
+
+from .claims import Claim
+from .store import ResultsStore
+
+
+def code_version() -> str:
+    """git describe of the checkout (or the package version outside git)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return "v" + version("avade-bench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class Context:
+    """Everything a protocol run shares across its cells."""
+
+    dataset: Any                     # protocols.datasets.ImageDataset
+    budget: str
+    store: ResultsStore
+    out_dir: Path                    # run directories live under out_dir/<dataset>/<protocol>/...
+    device: torch.device
+    overrides: Dict[str, str] = field(default_factory=dict)
+    resume: bool = False
+    cache_dir: Optional[Path] = None  # feature / extractor cache
+    progress: bool = True
+    version: str = field(default_factory=code_version)
+    _extractors: Dict[Any, Any] = field(default_factory=dict)
+
+    def log(self, msg: str) -> None:
+        from . import distributed as D
+        if D.is_main():
+            print(msg, flush=True)
+
+
+@dataclass
+class Protocol:
+    name: str
+    table: str                                   # e.g. "Table 1"
+    description: str
+    models: Tuple[str, ...]
+    metrics: Tuple[str, ...]                     # keys that make a cell complete
+    claims: Tuple[Claim, ...] = ()
+    cell: Optional[Callable] = None              # (protocol, ctx, model, seed) -> list[Measurement]
+    model_defaults: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # model -> config overrides
+    model_alias: Dict[str, str] = field(default_factory=dict)  # user model name -> model actually trained
+    needs_labels: bool = False
+    trains_models: bool = True                   # False: cells are not registered models (Table 7)
+    seeds: int = 1                               # default number of seeds
+
+    def resolve_model(self, name: str) -> str:
+        return self.model_alias.get(name, name)
+
+
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
+
+
+def register_protocol(p: Protocol) -> Protocol:
+    return PROTOCOLS.add(p.name, p, table=p.table, description=p.description)

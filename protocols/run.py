@@ -1,0 +1,154 @@
+"""Command line: train and evaluate models through the paper's protocols.
+
+Examples::
+
+    python -m protocols.run --list
+    python -m protocols.run --protocol ablation --dataset digits --budget cpu --seeds 2
+    python -m protocols.run --model avade --protocol gan_train_test --dataset digits
+    python -m protocols.run --protocol ablation --dataset cifar10 --budget paper \\
+        --data-root ~/data --set eval.inception_weights=~/weights/pt_inception-2015-12-05-6726825d.pth
+    torchrun --nproc-per-node 4 -m protocols.run --protocol ablation --dataset cifar10 --budget paper
+
+Unknown names or bad values: one line on stderr and exit code 2 (``--debug`` for a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's default prints usage too)
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m protocols.run", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", help="model to run (repeatable; default: all of the protocol's)")
+    p.add_argument("--protocol", default="ablation", help="protocol (paper table) to run [ablation]")
+    p.add_argument("--dataset", default="digits", help="dataset name or folder:PATH [digits]")
+    p.add_argument("--budget", default="cpu", help="smoke | cpu | paper [cpu]")
+    p.add_argument("--seed", type=int, default=0, help="first seed [0]")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the protocol's)")
+    p.add_argument("--data-root", default=None, help="where datasets live (else $AVADE_DATA)")
+    p.add_argument("--download", action="store_true", help="allow torchvision to download missing data")
+    p.add_argument("--inception-weights", default=None, help="local Inception-v3 weights (else $AVADE_INCEPTION)")
+    p.add_argument("--results", type=Path, default=None, help="results store [results/results.sqlite]")
+    p.add_argument("--out", type=Path, default=None, help="run directories [runs/]")
+    p.add_argument("--site", type=Path, default=None, help="leaderboard site directory [leaderboard/site]")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=100 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue interrupted training from last.pt")
+    p.add_argument("--list", action="store_true", help="list registered models, protocols, datasets, metrics")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and plan; write nothing")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result table as JSON")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def list_registries() -> str:
+    import metrics
+    from models import MODELS
+    from .base import PROTOCOLS
+    from .datasets import dataset_names
+    lines = ["models:"]
+    lines += [f"  {n:<16} {MODELS.meta(n).get('description', '')}" for n in MODELS.names()]
+    lines += ["protocols:"]
+    lines += [f"  {n:<20} {PROTOCOLS.get(n).table:<10} {PROTOCOLS.get(n).description}" for n in PROTOCOLS.names()]
+    lines += ["datasets:"] + [f"  {n}" for n in dataset_names()]
+    lines += ["metrics:"] + [f"  {n}" for n in metrics.METRICS.names()]
+    return "\n".join(lines)
+
+
+def dry_run(args, overrides) -> str:
+    from .api import plan
+    from .base import PROTOCOLS
+    from .config import resolve
+    p = PROTOCOLS.get(args.protocol)
+    seeds = range(args.seed, args.seed + (args.seeds if args.seeds is not None else p.seeds))
+    cells = plan(args.protocol, args.model, seeds)
+    out = {"protocol": p.name, "table": p.table, "dataset": args.dataset, "budget": args.budget,
+           "metrics": list(p.metrics), "claims": [c.text for c in p.claims], "cells": []}
+    for m, s in cells:
+        if not p.trains_models:
+            out["cells"].append({"model": m, "seed": s})
+            continue
+        cfg = resolve(m, dataset=args.dataset, budget=args.budget, seed=s, protocol=p.name, overrides=overrides,
+                      model_defaults=p.model_defaults.get(m))
+        out["cells"].append({"model": m, "seed": s, "config_hash": cfg.hash(), "config": cfg.to_dict()})
+    return json.dumps(out, indent=2, default=str)
+
+
+def format_table(res) -> str:
+    from metrics.keys import DIRECTION
+    metrics_ = sorted({k for v in res.table.values() for k in v})
+    head = f"{'model':<16}" + "".join(f"{m + (' ↑' if DIRECTION.get(m) == 'higher' else ' ↓'):>18}" for m in metrics_)
+    rows = [head]
+    for model in sorted(res.table):
+        cells = []
+        for m in metrics_:
+            v = res.table[model].get(m)
+            if v is None:
+                cells.append(f"{'—':>18}")
+            else:
+                sd = "" if v["std"] is None else f" ±{v['std']:.3g}"
+                cells.append(f"{v['mean']:.4g}{sd} (n={v['n']})".rjust(18))
+        rows.append(f"{model:<16}" + "".join(cells))
+    for c in res.claims:
+        rows.append(f"claim [{c['status']}] {c['text']}")
+    return "\n".join(rows)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        import protocols.tables  # noqa: F401  (registers the protocols)
+        from .config import parse_overrides
+        overrides = parse_overrides(args.overrides)
+        if args.inception_weights:
+            overrides["eval.inception_weights"] = args.inception_weights
+        if args.list:
+            print(list_registries())
+            return 0
+        if args.dry_run:
+            print(dry_run(args, overrides))
+            return 0
+        from .api import run_protocol
+        res = run_protocol(args.protocol, models=args.model, dataset=args.dataset, budget=args.budget,
+                           seed=args.seed, seeds=args.seeds, data_root=args.data_root, download=args.download,
+                           results=args.results, out=args.out, overrides=overrides, resume=args.resume,
+                           progress=not args.no_progress, build_leaderboard=not args.no_leaderboard,
+                           debug=args.debug, site=args.site)
+        from . import distributed as D
+        if D.is_main():
+            print(json.dumps(res.table, indent=2) if args.json else format_table(res))
+            failed = [c for c in res.cells if c.status == "failed"]
+            if res.leaderboard is not None:
+                print(f"leaderboard: {Path(res.leaderboard).resolve()}")
+            if failed:
+                print(f"{len(failed)} cell(s) failed: " + "; ".join(f"{c.model}/s{c.seed}: {c.error}"
+                                                                     for c in failed), file=sys.stderr)
+                return 1
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are in the store; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  one line unless --debug
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The CLI: registries listed, bad input is one line on stderr with exit code 2, dry runs write nothing."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from protocols.run import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, "-m", "protocols.run", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_list_shows_every_registry(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for section in ("models:", "protocols:", "datasets:", "metrics:"):
+        assert section in out
+    for name in ("avade", "gan", "vae", "ablation", "gan_train_test", "digits", "cifar10", "folder:PATH", "fid"):
+        assert name in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "nosuch"], "unknown model 'nosuch'"),
+    (["--protocol", "nosuch"], "unknown protocol 'nosuch'"),
+    (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
+    (["--budget", "huge"], "unknown budget 'huge'"),
+    (["--set", "train.steps=ten"], "bad value for train.steps"),
+    (["--set", "train.nosuch=1"], "unknown config key 'train.nosuch'"),
+    (["--set", "nonsense"], "key=value"),
+    (["--seeds", "x"], "invalid int value"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
+    r = _cli(*args, "--dry-run", "--results", str(tmp_path / "r.sqlite"), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
+    r = _cli("--protocol", "ablation", "--seeds", "2", "--set", "train.steps=7", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert [c["model"] for c in plan["cells"]][:2] == ["gan", "gan"] and len(plan["cells"]) == 10
+    assert all(c["config"]["train"]["steps"] == 7 for c in plan["cells"])
+    assert plan["table"] == "Table 1" and plan["claims"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_debug_shows_traceback(tmp_path):
+    r = _cli("--model", "nosuch", "--dry-run", "--debug", cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" in r.stderr
