@@ -1,0 +1,95 @@
+"""Per-model media for the leaderboard: sample grids, reconstructions (paper Fig. 5 and 21) and PRD curves
+(paper Fig. 19), taken from the newest finished run of each (dataset, protocol, model).
+
+Files read from ``<run_dir>``: ``samples.png``, ``reconstructions.png``, ``prd_curve.json``, ``prd.png``;
+absent files are simply not shown.  Images are copied into ``<out>/img/`` under names derived from a hash
+of the run id (never from model names, which are arbitrary text), so the page links them relatively and
+opens from disk.  A relative ``run_dir`` is resolved against the current working directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from metrics import keys
+
+from .figures import load_prd_curve
+
+IMG_DIR = "img"
+MEDIA_FILES = {"samples": "samples.png", "reconstructions": "reconstructions.png", "prd": "prd.png"}
+PRD_CURVE_FILE = "prd_curve.json"
+PRD_METRICS = (keys.PRD_AUC, keys.PRD_F8, keys.PRD_F1_8)
+
+
+@dataclass
+class RunMedia:
+    run: dict
+    images: Dict[str, str] = field(default_factory=dict)     # kind -> path relative to the out dir
+    curve: Optional[Tuple[List[float], List[float]]] = None  # (precision, recall)
+    prd_extractor: str = ""                                  # extractor of the run's PRD measurements
+
+
+def media_name(*parts: str) -> str:
+    """A file name under img/ that depends only on a hash of its parts."""
+    digest = hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
+    return f"{IMG_DIR}/{parts[0]}-{digest}.png"
+
+
+def newest_done_runs(runs: List[dict]) -> List[dict]:
+    """The newest run with status 'done' per (dataset, protocol, model): latest finish time, then the
+    latest start (``seq``, the store's insertion order, breaks ties between equal timestamps)."""
+    def stamp(r: dict) -> tuple:
+        return (r["finished"] or r["created"], r.get("seq", 0))
+
+    best: Dict[tuple, dict] = {}
+    for r in runs:
+        k = (r["dataset"], r["protocol"], r["model"])
+        if r["status"] == "done" and (k not in best or stamp(r) >= stamp(best[k])):
+            best[k] = r
+    return [best[k] for k in sorted(best)]
+
+
+def _copy(src: Path, out_dir: Path, rel: str) -> None:
+    dst = out_dir / rel
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _prd_extractor(run_id: str, extractors: Dict[str, set]) -> str:
+    found = extractors.get(run_id, set())
+    return next(iter(found)) if len(found) == 1 else ""
+
+
+def collect_media(runs: List[dict], measurements: List[dict], out_dir: Path) -> List[RunMedia]:
+    """Copy the images of the newest finished runs into out_dir/img and read their PRD curves."""
+    (out_dir / IMG_DIR).mkdir(parents=True, exist_ok=True)
+    extractors: Dict[str, set] = {}
+    for m in measurements:
+        if m["metric"] in PRD_METRICS and m["extractor"]:
+            extractors.setdefault(m["run_id"], set()).add(m["extractor"])
+    media = []
+    for run in newest_done_runs(runs):
+        item = RunMedia(run, prd_extractor=_prd_extractor(run["run_id"], extractors))
+        run_dir = Path(run["run_dir"]) if run["run_dir"] else None
+        if run_dir is not None and run_dir.is_dir():
+            for kind, fname in MEDIA_FILES.items():
+                if (run_dir / fname).is_file():
+                    item.images[kind] = media_name(kind, run["run_id"])
+                    _copy(run_dir / fname, out_dir, item.images[kind])
+            if (run_dir / PRD_CURVE_FILE).is_file():
+                item.curve = load_prd_curve(run_dir / PRD_CURVE_FILE)
+        media.append(item)
+    return media
+
+
+def prune_images(out_dir: Path, keep: set, since: float) -> None:
+    """Remove images under out_dir/img that this build did not write and that no build wrote after
+    ``since`` (the start of this build; a concurrent build's fresh files are left alone)."""
+    for p in (out_dir / IMG_DIR).glob("*.png"):
+        if f"{IMG_DIR}/{p.name}" not in keep and p.stat().st_mtime < since:
+            p.unlink(missing_ok=True)

@@ -1,0 +1,224 @@
+"""Template-ready views of leaderboard tables, paper reference rows and claims.
+
+Every table becomes the same plain structure ``{id, caption, notes, headers, rows}`` whose cells carry
+display text, a numeric sort key and a tooltip, so one template macro renders them all and the page's
+sort script needs no knowledge of metrics.  Values are formatted here; escaping is left to jinja2
+(autoescape), so nothing in this module builds markup.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from typing import Dict, Iterable, List, Optional
+
+from metrics import keys
+
+from .paper_numbers import PaperRow
+from .tables import Column, Row, Table, metric_rank
+
+METRIC_LABELS = {keys.BPD: "BPD", keys.BPD_IW: "BPD (IW)", keys.IS: "IS", keys.IS_STD: "IS std",
+                 keys.FID: "FID", keys.KID: "KID", keys.PRD_AUC: "PRD AUC", keys.PRD_F8: "F8",
+                 keys.PRD_F1_8: "F1/8", keys.PRECISION: "Precision", keys.RECALL: "Recall",
+                 keys.DENSITY: "Density", keys.COVERAGE: "Coverage", keys.GAN_TEST: "GAN-test (%)",
+                 keys.GAN_TRAIN: "GAN-train (%)", keys.REAL_BASELINE: "real\u2192real (%)"}
+ARROWS = {"higher": ("\u2191", "higher is better"), "lower": ("\u2193", "lower is better")}
+DATASET_LABELS = {"cifar10": "CIFAR-10", "stl10": "STL-10", "imagenet32": "ImageNet 32\u00d732",
+                  "imagenet64": "ImageNet 64\u00d764", "digits": "digits", "mnist": "MNIST",
+                  "fashion-mnist": "Fashion-MNIST"}
+DASH = "\u2014"
+
+
+def slug(*parts: object) -> str:
+    """An HTML id that is safe whatever the parts contain."""
+    text = "-".join(str(p) for p in parts)
+    clean = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
+    return f"{clean or 'x'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def dataset_label(dataset: str) -> str:
+    if dataset.startswith("lsun-"):
+        return "LSUN " + dataset[5:].replace("_", " ")
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+def decimals(v: float) -> int:
+    """Four significant digits, at least one decimal, at most six."""
+    if v == 0 or not math.isfinite(v):
+        return 3
+    return min(6, max(1, 3 - math.floor(math.log10(abs(v)))))
+
+
+def mean_std_text(mean: float, std: Optional[float]) -> str:
+    d = decimals(mean)
+    return f"{mean:.{d}f} \u00b1 {DASH if std is None else f'{std:.{d}f}'}"
+
+
+def scalar_text(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return DASH if v is None else str(v)
+
+
+def cell(text: str, sort: object = None, title: str = "", cls: str = "") -> dict:
+    return {"text": text, "sort": "" if sort is None else sort, "title": title, "cls": cls}
+
+
+def header(label: str, title: str = "", direction: str = "") -> dict:
+    arrow, why = ARROWS.get(direction, ("", ""))
+    return {"label": label, "arrow": arrow, "title": "; ".join(t for t in (title, why) if t)}
+
+
+def column_header(col: Column, multi_n: bool) -> dict:
+    label = METRIC_LABELS.get(col.metric, col.metric)
+    if col.extractor:
+        return header(label, f"{col.metric}, extractor {col.extractor}, {col.n_samples} samples", col.direction)
+    if multi_n:
+        label = f"{label} (n={col.n_samples})"
+    return header(label, f"{col.metric}: extractor-independent, held-out n={col.n_samples}", col.direction)
+
+
+FIXED_HEADERS = [header("Source"), header("Protocol"), header("Model"), header("Budget"),
+                 header("n", "generated samples behind the extractor-dependent columns"),
+                 header("Seeds", "number of seeds aggregated")]
+
+
+def measured_cells(row: Row, columns: List[Column]) -> List[dict]:
+    out = []
+    n_seeds = len(row.seeds)
+    for col in columns:
+        c = row.cells.get(col)
+        if c is None:
+            out.append(cell(""))
+            continue
+        text = mean_std_text(c.mean, c.std)
+        if len(c.seeds) != n_seeds:
+            text += f" [{len(c.seeds)} seeds]"
+        title = (f"{col.metric} mean \u00b1 sample std (ddof=1) over seeds {', '.join(map(str, c.seeds))}; "
+                 f"extractor {c.extractor or 'none'}, n={c.n_samples}; runs: {', '.join(c.run_ids)}")
+        out.append(cell(text, c.mean, title, "num"))
+    return out
+
+
+def provenance_cell(row: Row) -> dict:
+    p = row.provenance()
+    hashes, versions = p["config_hashes"], p["code_versions"]
+    short = f"cfg {hashes[0][:8] if hashes else DASH}" + (f" +{len(hashes) - 1}" if len(hashes) > 1 else "")
+    text = f"{short} \u00b7 {versions[0][:10] if versions else DASH} \u00b7 {p['newest'][:10]} \u00b7 " \
+           f"{len(p['run_ids'])} run{'s' if len(p['run_ids']) != 1 else ''}"
+    title = (f"config hash: {', '.join(hashes) or DASH}\ncode version: {', '.join(versions) or DASH}\n"
+             f"newest: {p['newest']}\nrun ids: {', '.join(p['run_ids'])}")
+    return cell(text, p["newest"], title, "prov")
+
+
+def measured_row(row: Row, table: Table) -> dict:
+    n = str(table.n_samples) if table.extractor else DASH
+    fixed = [cell("measured"), cell(row.protocol), cell(row.model, cls="model"), cell(table.budget),
+             cell(n, table.n_samples if table.extractor else None), cell(str(len(row.seeds)), len(row.seeds))]
+    return {"cls": "measured", "cells": fixed + measured_cells(row, table.columns) + [provenance_cell(row)]}
+
+
+def paper_value_cell(prow: PaperRow, metric: str) -> dict:
+    text = prow.values[metric]
+    approx = metric in prow.approx
+    if approx:
+        text = f"[{text}]"
+    text += prow.marks.get(metric, "")
+    title = f"{prow.table}, as printed" + ("; [bracketed]: approximated value" if approx else "")
+    return cell(text, prow.value(metric), title, "num approx" if approx else "num")
+
+
+def paper_model_cell(prow: PaperRow) -> dict:
+    return cell(prow.model + prow.marks.get("model", ""), title=prow.note, cls="model")
+
+
+def paper_column_map(prow: PaperRow, columns: List[Column], extractor: str) -> Dict[Column, str]:
+    """Which table column each of the paper row's metrics fills (BPD into the extractor-free column)."""
+    found: Dict[Column, str] = {}
+    for metric in prow.values:
+        want = "" if metric in (keys.BPD, keys.BPD_IW) else extractor
+        col = next((c for c in columns if c.metric == metric and c.extractor == want), None)
+        if col is not None:
+            found[col] = metric
+    return found
+
+
+def paper_row_in_table(prow: PaperRow, table: Table) -> Optional[dict]:
+    if prow.dataset != table.dataset or prow.extractor != table.extractor:
+        return None
+    colmap = paper_column_map(prow, table.columns, table.extractor)
+    if not colmap:
+        return None
+    metric_cells = [paper_value_cell(prow, colmap[c]) if c in colmap else cell("") for c in table.columns]
+    fixed = [cell(f"paper {prow.table}", cls="src"), cell(prow.group or DASH), paper_model_cell(prow),
+             cell("published"), cell(DASH), cell(DASH)]
+    prov = cell(f"Lucas et al. 2019, {prow.table}", title=prow.note, cls="prov")
+    return {"cls": "paper", "cells": fixed + metric_cells + [prov]}
+
+
+def table_view(table: Table, paper_rows: Iterable[PaperRow]) -> dict:
+    ns = {}
+    for c in table.columns:
+        ns.setdefault(c.metric, set()).add(c.n_samples)
+    headers = FIXED_HEADERS + [column_header(c, len(ns[c.metric]) > 1) for c in table.columns] + \
+        [header("Provenance", "config hash \u00b7 code version \u00b7 newest date \u00b7 runs (hover for ids)")]
+    rows = [measured_row(r, table) for r in table.rows]
+    rows += [v for v in (paper_row_in_table(p, table) for p in paper_rows) if v is not None]
+    if table.extractor:
+        caption = (f"{dataset_label(table.dataset)} \u00b7 extractor {table.extractor} \u00b7 budget "
+                   f"{table.budget} \u00b7 {table.n_samples} generated samples")
+        notes = ["Columns without an extractor (BPD) are held-out likelihoods, independent of the extractor."]
+    else:
+        caption = f"{dataset_label(table.dataset)} \u00b7 extractor-independent metrics \u00b7 budget {table.budget}"
+        notes = []
+    if any(r["cls"] == "paper" for r in rows):
+        notes.append("Rows marked 'paper' are the published numbers (paper budget and sample counts), "
+                     "shown for reference.")
+    n_paper = sum(r["cls"] == "paper" for r in rows)
+    return {"id": slug("t", *table.key), "caption": caption, "notes": notes, "headers": headers, "rows": rows,
+            "paper_toggle": n_paper}
+
+
+def reference_views(paper_rows: Iterable[PaperRow]) -> List[dict]:
+    """The published numbers, one table per (dataset, resolution, extractor), each row labelled."""
+    groups: Dict[tuple, List[PaperRow]] = {}
+    for p in paper_rows:
+        groups.setdefault((p.dataset, p.resolution, p.extractor), []).append(p)
+    order = sorted(groups, key=lambda k: (k[0] != "cifar10", k[1], k[0], k[2] != "inception"))
+    return [reference_table(k, groups[k]) for k in order]
+
+
+def reference_table(key: tuple, rows: List[PaperRow]) -> dict:
+    dataset, res, extractor = key
+    metrics = sorted({m for r in rows for m in r.values}, key=metric_rank)
+    headers = [header("Table"), header("Group"), header("Model")] + \
+        [header(METRIC_LABELS.get(m, m), f"{m} as published", keys.DIRECTION.get(m, "")) for m in metrics]
+    body = [{"cls": "paper", "cells": [cell(r.table, cls="src"), cell(r.group or DASH), paper_model_cell(r)] +
+             [paper_value_cell(r, m) if m in r.values else cell("") for m in metrics]} for r in rows]
+    label = dataset_label(dataset)
+    size = "" if "\u00d7" in label else f" {res}\u00d7{res}"
+    caption = f"Published reference ({label}{size}, {extractor.capitalize()})"
+    notes = sorted({r.note for r in rows if r.note})
+    return {"id": slug("ref", *key), "caption": caption, "notes": notes, "headers": headers, "rows": body,
+            "paper_toggle": 0}
+
+
+def evidence_rows(evidence: object, prefix: str = "") -> List[tuple]:
+    """Flatten claim evidence JSON into (key, value text) pairs for a small table."""
+    if isinstance(evidence, dict):
+        return [kv for k in sorted(evidence, key=str)
+                for kv in evidence_rows(evidence[k], f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(evidence, list) and all(not isinstance(v, (dict, list)) for v in evidence):
+        return [(prefix or "value", ", ".join(scalar_text(v) for v in evidence))]
+    if isinstance(evidence, list):
+        return [kv for i, v in enumerate(evidence) for kv in evidence_rows(v, f"{prefix}[{i}]")]
+    return [(prefix or "value", scalar_text(evidence))]
+
+
+def claim_views(claims: List[dict]) -> List[dict]:
+    order = sorted(claims, key=lambda c: (c["dataset"], c["protocol"], c["budget"], c["extractor"], c["claim_id"]))
+    return [{"claim_id": c["claim_id"], "text": c["text"], "status": c["status"],
+             "status_cls": "st-" + re.sub(r"[^a-z]+", "-", c["status"].lower()).strip("-"),
+             "context": f"{c['protocol']} \u00b7 {dataset_label(c['dataset'])} \u00b7 budget {c['budget']}"
+                        + (f" \u00b7 extractor {c['extractor']}" if c["extractor"] else ""),
+             "created": c["created"], "evidence": evidence_rows(c["evidence"])} for c in order]

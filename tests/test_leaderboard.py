@@ -1,0 +1,361 @@
+"""Leaderboard site: tables never mix datasets/extractors/budgets/sample counts, mean ± std over seeds,
+paper reference rows, escaping of hostile names, empty store, relative images, well-formed HTML."""
+import json
+import statistics
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leaderboard import build as lb
+from leaderboard.paper_numbers import PAPER_ROWS, PAPER_TABLES
+from leaderboard.tables import aggregate, group_tables
+from metrics import keys
+from protocols.store import Measurement, ResultsStore
+
+XSS_SCRIPT = "<script>alert(1)</script>"
+XSS_ATTR = '"><img src=x onerror=alert(1)>'
+MODELS = ("gan", "vae", XSS_SCRIPT, XSS_ATTR)
+# digits / domain / cpu / 5000 FID per model and seed
+FID = {m: [10.0 + 7 * i + s * (i + 1) for s in range(3)] for i, m in enumerate(MODELS)}
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def _png(path: Path) -> None:
+    rng = np.random.default_rng(zlib.crc32(str(path).encode()))   # distinct bytes per file
+    Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(path)
+
+
+def _run(store, root, rid, model, dataset, seed, status="done", files=("samples", "recon", "curve")):
+    rd = root / "runs" / rid
+    rd.mkdir(parents=True)
+    if "samples" in files:
+        _png(rd / "samples.png")
+    if "recon" in files:
+        _png(rd / "reconstructions.png")
+    if "curve" in files:
+        t = np.linspace(0, 1, 11)
+        (rd / "prd_curve.json").write_text(json.dumps({"precision": list(1 - t ** 2), "recall": list(t)}))
+    if "prd_png" in files:
+        _png(rd / "prd.png")
+    store.start_run(rid, model=model, protocol="ablation", dataset=dataset, budget="cpu", seed=seed,
+                    run_dir=str(rd), config_hash=f"cfg{seed}", code_version="0.1.0+gabc")
+    store.finish_run(rid, status)
+    return rd
+
+
+def _measure(store, rid, model, dataset, seed, metric, value, extractor, n, budget="cpu"):
+    store.add([Measurement(rid, model, "ablation", dataset, budget, seed, metric, value, extractor, n,
+                           config_hash=f"cfg{seed}", code_version="0.1.0+gabc")])
+
+
+def make_store(root: Path) -> Path:
+    """Two datasets, two extractors on digits, a budget and a sample-count split, claims, run dirs."""
+    store = ResultsStore(root / "results.sqlite")
+    for i, model in enumerate(MODELS):
+        seeds = range(3) if i < 3 else range(1)   # the last model has a single seed
+        for s in seeds:
+            rid = f"d-{i}-{s}"
+            _run(store, root, rid, model, "digits", s)
+            _measure(store, rid, model, "digits", s, keys.BPD, 2.0 + 0.1 * i + 0.01 * s, "", 360)
+            stale = 500.0 if (i, s) == (0, 0) else FID[model][s]   # gan seed 0 is rerun below
+            _measure(store, rid, model, "digits", s, keys.FID, stale, "domain", 5000)
+            _measure(store, rid, model, "digits", s, keys.IS, 9.0 - 0.1 * i, "domain", 5000)
+            _measure(store, rid, model, "digits", s, keys.PRD_AUC, 0.5, "domain", 5000)
+            _measure(store, rid, model, "digits", s, keys.FID, 100.0 + i, "inception", 5000)
+            _measure(store, rid, model, "digits", s, keys.FID, 50.0 + i, "domain", 1000)
+            _measure(store, rid + "c", model, "cifar10", s, keys.BPD, 4.0 + i, "", 10000)
+            _measure(store, rid + "c", model, "cifar10", s, keys.FID, 40.0 + i, "inception", 10000)
+    _measure(store, "d-0-0", "gan", "digits", 0, keys.FID, 999.0, "domain", 5000, budget="smoke")
+    # a rerun of seed 0 of gan: its newest value replaces the old one
+    _measure(store, "d-0-0b", "gan", "digits", 0, keys.FID, FID["gan"][0], "domain", 5000)
+    _run(store, root, "new-gan", "gan", "digits", 7, files=("samples",))   # the newest finished gan run
+    _run(store, root, "failed-vae", "vae", "digits", 9, status="failed")
+    store.add_claim(protocol="ablation", dataset="digits", budget="cpu", extractor="domain", claim_id="gan-vs-vae",
+                    text=f"GAN beats VAE on FID {XSS_SCRIPT}", status="reproduced",
+                    evidence={"gan": {"fid": 12.0}, XSS_ATTR: [1.5, 2.5]})
+    store.add_claim(protocol="ablation", dataset="digits", budget="cpu", claim_id="bpd", text="ADE helps BPD",
+                    status="inconclusive", evidence={"delta": 0.01})
+    store.add_claim(protocol="ablation", dataset="digits", budget="cpu", claim_id="bpd", text="ADE helps BPD",
+                    status="not reproduced", evidence={"delta": -0.3})
+    return root / "results.sqlite"
+
+
+class Page(HTMLParser):
+    """Collects tables (caption, headers, rows of cells with attributes), images, scripts; checks nesting."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.tables, self.imgs, self.scripts, self.text = [], [], [], [], [], []
+        self._caption, self._cell, self._in_script, self._last_caption = None, None, False, ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag not in VOID:
+            self.stack.append(tag)
+        if tag == "figcaption":
+            self._caption = ""
+        elif tag == "table" and "sortable" in (a.get("class") or ""):
+            self.tables.append({"caption": self._last_caption, "rows": []})
+        elif tag == "tr" and self.tables and self._depth("table") == 1:
+            self.tables[-1]["rows"].append({"cls": a.get("class"), "cells": []})
+        elif tag in ("td", "th") and self.tables and self._depth("table") == 1:
+            self._cell = {"text": "", **a}
+        elif tag == "img":
+            self.imgs.append(a)
+        elif tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+
+    def _depth(self, tag):
+        return self.stack.count(tag)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> with open {self.stack[-3:]}")
+            return
+        self.stack.pop()
+        if tag == "figcaption" and self._caption is not None:
+            self._last_caption, self._caption = self._caption.strip(), None
+        elif tag in ("td", "th") and self._cell is not None and self._depth("table") == 1:
+            self.tables[-1]["rows"][-1]["cells"].append(self._cell)
+            self._cell = None
+        elif tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._caption is not None:
+            self._caption += data
+        if self._cell is not None:
+            self._cell["text"] += data
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def parse(html: str) -> Page:
+    p = Page()
+    p.feed(html)
+    p.close()
+    assert not p.errors, p.errors[:5]
+    assert p.stack == [], f"unclosed tags: {p.stack}"
+    for t in p.tables:   # the first row is the header row
+        t["headers"] = [c["text"].strip() for c in t["rows"][0]["cells"]]
+        t["rows"] = t["rows"][1:]
+    return p
+
+
+def table_by_caption(page: Page, *words: str) -> dict:
+    found = [t for t in page.tables if all(w in t["caption"] for w in words)]
+    assert len(found) == 1, [t["caption"] for t in page.tables]
+    return found[0]
+
+
+def column(table: dict, header_prefix: str) -> int:
+    return next(i for i, h in enumerate(table["headers"]) if h.startswith(header_prefix))
+
+
+def measured_rows(table: dict, model: str) -> list:
+    col = table["headers"].index("Model")
+    return [r for r in table["rows"] if r["cls"] == "measured" and r["cells"][col]["text"].strip() == model]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lb")
+    results = make_store(root)
+    index = lb.build(results, root / "site")
+    html = index.read_text(encoding="utf-8")
+    return {"root": root, "index": index, "html": html, "page": parse(html), "results": results}
+
+
+def test_build_returns_index_and_page_is_well_formed(site):
+    assert site["index"] == site["root"] / "site" / "index.html"
+    assert site["html"].startswith("<!DOCTYPE html>")
+    assert site["page"].tables, "no tables rendered"
+
+
+def test_grouping_never_mixes_dataset_extractor_budget_or_sample_count(site):
+    store = ResultsStore(site["results"])
+    tables = group_tables(aggregate(store.measurements()))
+    keys_seen = [t.key for t in tables]
+    assert len(keys_seen) == len(set(keys_seen))
+    assert {k for k in keys_seen} == {("cifar10", "inception", "cpu", 10000), ("digits", "domain", "cpu", 5000),
+                                      ("digits", "domain", "cpu", 1000), ("digits", "domain", "smoke", 5000),
+                                      ("digits", "inception", "cpu", 5000)}
+    for t in tables:
+        for row in t.rows:
+            for col, c in row.cells.items():
+                assert (c.dataset, c.budget) == (t.dataset, t.budget)
+                if c.extractor:
+                    assert (c.extractor, c.n_samples) == (t.extractor, t.n_samples) == (col.extractor, col.n_samples)
+    # BPD (extractor-independent) is shown alongside in every cpu table of its dataset
+    for t in tables:
+        has_bpd = any(c.metric == keys.BPD for c in t.columns)
+        assert has_bpd == (t.budget == "cpu"), t.key
+    # the HTML has one table per key, with the key in its caption
+    measured = [t for t in site["page"].tables if "extractor" in t["caption"]]
+    assert len(measured) == len(tables)
+    table_by_caption(site["page"], "digits", "extractor domain", "budget cpu", "5000 generated")
+    table_by_caption(site["page"], "digits", "extractor inception", "budget cpu", "5000 generated")
+    table_by_caption(site["page"], "digits", "extractor domain", "budget smoke")
+
+
+def test_mean_and_sample_std_over_seeds(site):
+    t = table_by_caption(site["page"], "digits", "extractor domain", "budget cpu", "5000 generated")
+    fid_col, seeds_col = column(t, "FID"), t["headers"].index("Seeds")
+    for model in ("gan", "vae", XSS_SCRIPT):
+        (row,) = measured_rows(t, model)
+        vals = FID[model]
+        cell = row["cells"][fid_col]
+        assert float(cell["data-sort"]) == pytest.approx(statistics.fmean(vals))
+        std = float(np.std(vals, ddof=1))
+        assert cell["text"].strip() == f"{np.mean(vals):.2f} \u00b1 {std:.2f}"
+        assert row["cells"][seeds_col]["text"] == "3"
+    (single,) = measured_rows(t, XSS_ATTR)
+    assert single["cells"][fid_col]["text"].strip() == f"{FID[XSS_ATTR][0]:.2f} \u00b1 \u2014"
+    assert single["cells"][seeds_col]["text"] == "1"
+
+
+def test_rerun_of_a_seed_counts_once_with_its_newest_value(site):
+    store = ResultsStore(site["results"])
+    (cell,) = [c for c in aggregate(store.measurements()) if (c.model, c.metric, c.extractor, c.n_samples,
+                                                               c.budget) == ("gan", keys.FID, "domain", 5000, "cpu")]
+    assert cell.seeds == [0, 1, 2] and cell.values == FID["gan"]
+    assert "d-0-0b" in cell.run_ids
+
+
+def test_provenance_on_every_measured_row(site):
+    for t in site["page"].tables:
+        if "Provenance" not in t["headers"]:
+            continue
+        col = t["headers"].index("Provenance")
+        for r in t["rows"]:
+            if r["cls"] == "measured":
+                title = r["cells"][col]["title"]
+                assert "config hash: cfg" in title and "code version: 0.1.0+gabc" in title and "run ids: " in title
+                assert "newest: 20" in title
+
+
+def test_paper_rows_only_in_matching_dataset_and_extractor(site):
+    page = site["page"]
+    cifar = table_by_caption(page, "CIFAR-10", "extractor inception")
+    labels = {r["cells"][0]["text"] for r in cifar["rows"] if r["cls"] == "paper"}
+    assert {"paper Table 1", "paper Table 2", "paper Table 3", "paper Table 9a", "paper Table 9b"} <= labels
+    gan = next(r for r in cifar["rows"] if r["cls"] == "paper" and r["cells"][0]["text"] == "paper Table 1")
+    assert gan["cells"][column(cifar, "BPD")]["text"] == "[7.0]"       # bracketed = approximate
+    assert gan["cells"][column(cifar, "FID")]["text"] == "31.4"
+    for t in page.tables:
+        if "digits" in t["caption"]:
+            assert all(r["cls"] != "paper" for r in t["rows"]), t["caption"]
+    reference = [t for t in page.tables if t["caption"].startswith("Published reference")]
+    cells = {r["cells"][0]["text"] for t in reference for r in t["rows"]}
+    assert cells == {f"Table {n}" for n in ("1", "2", "3", "4", "5", "8", "9a", "9b")}
+    assert any("CIFAR-10 32\u00d732, Inception" in t["caption"] for t in reference)
+
+
+def test_paper_numbers_transcription():
+    assert PAPER_TABLES == ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 8", "Table 9a", "Table 9b")
+    counts = {t: sum(r.table == t for r in PAPER_ROWS) for t in PAPER_TABLES}
+    assert counts == {"Table 1": 5, "Table 2": 7, "Table 3": 20, "Table 4": 22, "Table 5": 20, "Table 8": 3,
+                      "Table 9a": 4, "Table 9b": 4}
+    for r in PAPER_ROWS:
+        assert r.values and all(isinstance(r.value(m), float) for m in r.values)
+        assert set(r.approx) <= set(r.values)
+
+    def find(table, dataset, model, res=None):
+        (row,) = [r for r in PAPER_ROWS if (r.table, r.dataset, r.model) == (table, dataset, model)
+                  and res in (None, r.resolution)]
+        return row
+    gan = find("Table 1", "cifar10", "GAN")
+    assert gan.values == {keys.BPD: "7.0", keys.IS: "6.8", keys.FID: "31.4"} and gan.approx == (keys.BPD,)
+    assert find("Table 2", "cifar10", "GAN (rd)").approx == (keys.BPD,)
+    assert find("Table 1", "cifar10", "AV-ADE").approx == ()
+    assert find("Table 4", "imagenet64", "AV-ADE (wg, wd)").values[keys.BPD] == "4.90"
+    assert find("Table 5", "lsun-church_outdoor", "AV-ADE (wg, rd)", 128).values == {keys.BPD: "3.5",
+                                                                                     keys.FID: "47.3"}
+    assert find("Table 8", "cifar10", "AV-ADE").values == {keys.GAN_TEST: "76.9", keys.GAN_TRAIN: "73.4"}
+    assert find("Table 9b", "cifar10", "V-ADE (scales 3, blocks 2)").values[keys.FID] == "78.7"
+
+
+def test_markup_in_names_claims_and_evidence_is_escaped(site):
+    html = site["html"]
+    for raw in (XSS_SCRIPT, XSS_ATTR, "<img src=x", "onerror=alert(1)>"):
+        assert raw not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    # only our own sort script is inline: no store data inside <script>
+    (script,) = site["page"].scripts
+    assert "alert" not in script and "gan" not in script
+    texts = "".join(site["page"].text)
+    assert XSS_SCRIPT in texts and XSS_ATTR in texts     # shown to the reader as text
+
+
+def test_claims_panel_latest_per_claim_with_status_and_evidence(site):
+    (claims,) = [t for t in site["page"].tables if t["headers"][:1] == ["Claim"]]
+    by_id = {r["cells"][0]["text"].split()[0]: r for r in claims["rows"]}
+    assert set(by_id) == {"gan-vs-vae", "bpd"}
+    assert by_id["bpd"]["cells"][1]["text"].strip() == "not reproduced"       # the latest evaluation
+    assert "st-not-reproduced" in site["html"] and "st-reproduced" in site["html"]
+    assert "delta" in by_id["bpd"]["cells"][3]["text"] and "-0.3" in by_id["bpd"]["cells"][3]["text"]
+    assert "gan.fid" in by_id["gan-vs-vae"]["cells"][3]["text"]
+
+
+def test_images_copied_next_to_index_and_linked_relatively(site):
+    out = site["index"].parent
+    srcs = [i["src"] for i in site["page"].imgs]
+    assert srcs
+    for src in srcs:
+        assert not src.startswith(("/", "http:", "https:", "file:", "data:")) and ".." not in src
+        assert (out / src).is_file(), src
+    runs = site["root"] / "runs"
+    copied = {(out / s).read_bytes() for s in srcs}
+    assert (runs / "new-gan" / "samples.png").read_bytes() in copied     # newest finished gan run
+    assert (runs / "d-0-2" / "samples.png").read_bytes() not in copied   # superseded
+    assert (runs / "failed-vae" / "samples.png").read_bytes() not in copied
+    assert (runs / "d-1-2" / "reconstructions.png").read_bytes() in copied
+    alts = " ".join(i.get("alt", "") for i in site["page"].imgs)
+    assert "BPD vs FID" in alts and "PRD:" in alts
+    assert all(Image.open(out / s).format == "PNG" for s in srcs)
+
+
+def test_no_network_resources_and_inline_assets(site):
+    html = site["html"]
+    assert "<style>" in html and "<script>" in html
+    for attr in ('src="http', "src='http", 'href="http', "@import", "url(http"):
+        assert attr not in html
+
+
+def test_empty_and_missing_store(tmp_path):
+    missing = tmp_path / "nowhere" / "results.sqlite"
+    html = lb.build(missing, tmp_path / "a").read_text()
+    assert not missing.exists()                 # reading never creates a store
+    ResultsStore(tmp_path / "empty.sqlite")
+    html2 = lb.build(tmp_path / "empty.sqlite", tmp_path / "b").read_text()
+    for h in (html, html2):
+        parse(h)
+        assert "No results yet" in h and "python -m protocols.run --protocol ablation --dataset digits" in h
+        assert "Published reference" in h
+
+
+def test_prd_png_only_run_and_malformed_curve(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    rd = _run(store, tmp_path, "r1", "vae", "digits", 0, files=("prd_png",))
+    _measure(store, "r1", "vae", "digits", 0, keys.FID, 3.0, "domain", 100)
+    page = parse(lb.build(tmp_path / "r.sqlite", tmp_path / "site").read_text())
+    assert any("PRD plot of vae" == i.get("alt") for i in page.imgs)
+    (rd / "prd_curve.json").write_text(json.dumps({"precision": [1.0, 0.5], "recall": [0.0]}))
+    with pytest.raises(ValueError, match="prd_curve.json"):
+        lb.build(tmp_path / "r.sqlite", tmp_path / "site")
+
+
+def test_cli(tmp_path, capsys):
+    assert lb.main(["--results", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "index.html").is_file()
+    assert lb.main(["--results", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert "not a file" in capsys.readouterr().err
