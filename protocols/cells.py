@@ -20,8 +20,7 @@ from models.base import quantize, to_unit
 from . import distributed as D
 from .base import Context, Protocol
 from .config import resolve
-from .evaluate import domain_or_inception, heldout_bpd, sample_metrics, save_figures, gan_train_test, \
-    subset_sensitivity
+from .evaluate import gan_train_test, heldout_bpd, sample_metrics, save_figures, subset_sensitivity
 from .pipeline import measurements, run_dir_for, run_id_for, sample_images, train
 from .store import Measurement
 

@@ -89,20 +89,25 @@ def dry_run(args, overrides) -> str:
 
 
 def format_table(res) -> str:
+    """Plain-text table: one row per model, mean ± std over seeds (n seeds), then the claims."""
     from metrics.keys import DIRECTION
     metrics_ = sorted({k for v in res.table.values() for k in v})
-    head = f"{'model':<16}" + "".join(f"{m + (' ↑' if DIRECTION.get(m) == 'higher' else ' ↓'):>18}" for m in metrics_)
-    rows = [head]
-    for model in sorted(res.table):
-        cells = []
+    cells = {}
+    for model in res.table:
         for m in metrics_:
             v = res.table[model].get(m)
             if v is None:
-                cells.append(f"{'—':>18}")
+                cells[model, m] = "—"
             else:
-                sd = "" if v["std"] is None else f" ±{v['std']:.3g}"
-                cells.append(f"{v['mean']:.4g}{sd} (n={v['n']})".rjust(18))
-        rows.append(f"{model:<16}" + "".join(cells))
+                sd = "" if v["std"] is None else f" ± {v['std']:.3g}"
+                cells[model, m] = f"{v['mean']:.4g}{sd}"
+    heads = {m: m + (" ↑" if DIRECTION.get(m) == "higher" else " ↓") for m in metrics_}
+    width = {m: max([len(heads[m])] + [len(cells[k, m]) for k in res.table]) + 2 for m in metrics_}
+    mw = max([5] + [len(k) for k in res.table]) + 2
+    seeds = {model: max((v["n"] for v in res.table[model].values()), default=0) for model in res.table}
+    rows = [f"{'model':<{mw}}{'seeds':>6}" + "".join(f"{heads[m]:>{width[m]}}" for m in metrics_)]
+    for model in sorted(res.table):
+        rows.append(f"{model:<{mw}}{seeds[model]:>6}" + "".join(f"{cells[model, m]:>{width[m]}}" for m in metrics_))
     for c in res.claims:
         rows.append(f"claim [{c['status']}] {c['text']}")
     return "\n".join(rows)

@@ -218,6 +218,8 @@ class Trainer:
                 for k, v in self._phase(phase, batch).items():
                     window.setdefault(k, []).append(v)
             self.step += 1
+            if self.step == 1:  # data-dependent inits (Glow's ActNorm) ran on each rank's own batch
+                D.broadcast_module(self.model)
             seen += batch.x.shape[0] * D.world_size()
             if bar is not None:
                 bar.update(1)

@@ -1,0 +1,148 @@
+"""Evaluation of a trained cell through the metrics API (features once per sample set).
+
+Everything here returns plain value dicts ``{"metric", "value", "extractor", "n", "extra"}``
+that :func:`protocols.pipeline.measurements` turns into store rows.  The real reference set of
+every sample metric is the dataset's held-out test split (the paper evaluates on held-out data);
+the domain extractor is trained once per dataset on its train split (seed 0) and cached.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterable, List
+
+import torch
+
+import metrics
+from metrics import keys as K
+from models.base import GenerativeModel, to_unit
+
+from . import distributed as D
+from .base import Context
+from .config import ConfigError, RunConfig
+
+#: metric keys -> the registered metric that produces them
+PRODUCER = {K.FID: "fid", K.KID: "kid", K.IS: "is", K.IS_STD: "is", K.PRD_F8: "prd", K.PRD_F1_8: "prd",
+            K.PRD_AUC: "prd", K.PRECISION: "prdc", K.RECALL: "prdc", K.DENSITY: "prdc", K.COVERAGE: "prdc"}
+
+
+def extractor_for(ctx: Context, cfg: RunConfig):
+    name, weights = cfg.eval.extractor, cfg.eval.inception_weights or None
+    key = (name, weights)
+    if key not in ctx._extractors:
+        ds = ctx.dataset
+        if name == "domain" and ds.train_y is None:
+            raise ConfigError(f"the domain extractor is a classifier and {ds.name} has no labels: use "
+                              f"--set eval.extractor=inception with --inception-weights FILE")
+        train = (ds.train_x, ds.train_y) if name == "domain" else None
+        held = (ds.test_x, ds.test_y) if name == "domain" else None
+        ctx._extractors[key] = metrics.load_extractor(
+            name, levels=ds.levels, seed=0, cache_dir=_cache(ctx), inception_weights=weights, train=train,
+            heldout=held, device=ctx.device)
+    return ctx._extractors[key]
+
+
+def _cache(ctx: Context):
+    return None if ctx.cache_dir is None else Path(ctx.cache_dir)
+
+
+def _extractor_extra(ext) -> Dict[str, Any]:
+    extra: Dict[str, Any] = {"extractor_id": ext.id}
+    if getattr(ext, "accuracy", None) is not None:
+        extra["extractor_accuracy"] = round(float(ext.accuracy), 4)
+    return extra
+
+
+def heldout_bpd(ctx: Context, cfg: RunConfig, model: GenerativeModel) -> List[Dict[str, Any]]:
+    """ELBO (k=1) and, when ``eval.iw_k`` > 0, importance-weighted held-out BPD; sharded over ranks."""
+    ds = ctx.dataset
+    x = ds.test_x if cfg.eval.bpd_images <= 0 else ds.test_x[: cfg.eval.bpd_images]
+    out = []
+    for metric, k in ((K.BPD, 1), (K.BPD_IW, cfg.eval.iw_k)):
+        if k < 1:
+            continue
+        shard = x[D.rank()::D.world_size()]
+        bpd = metrics.heldout_bpd(model, shard, ds.levels, k=k, batch_size=cfg.eval.batch_size, seed=cfg.seed)
+        if bpd is None:
+            return out
+        if D.world_size() > 1:
+            t = torch.tensor([bpd * len(shard), float(len(shard))], dtype=torch.float64, device=ctx.device)
+            torch.distributed.all_reduce(t)
+            bpd = float(t[0] / t[1])
+        out.append({"metric": metric, "value": bpd, "extractor": "", "n": len(x), "extra": {"k": k}})
+    return out
+
+
+def sample_metrics(ctx: Context, cfg: RunConfig, fake: torch.Tensor, run_dir: Path,
+                   wanted: Iterable[str]) -> List[Dict[str, Any]]:
+    """Every wanted sample metric from one feature pass over ``fake`` (uint8 levels) and the test split."""
+    wanted = set(wanted)
+    unknown = wanted - set(PRODUCER)
+    if unknown:
+        raise ValueError(f"no producer for metric key(s) {sorted(unknown)}")
+    names = sorted({PRODUCER[k] for k in wanted})
+    ext = extractor_for(ctx, cfg)
+    real = ctx.dataset.test_x if cfg.eval.n_real <= 0 else ctx.dataset.test_x[: cfg.eval.n_real]
+    res = metrics.evaluate_detailed(fake, real, levels=ctx.dataset.levels, extractor=ext, metrics=names,
+                                    seed=cfg.seed, cache_dir=_cache(ctx), batch_size=cfg.eval.batch_size,
+                                    out_dir=run_dir)
+    if "prd" in res.curves:
+        precision, recall = res.curves["prd"]
+        (run_dir / "prd_curve.json").write_text(json.dumps(
+            {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}))
+    extra = {**_extractor_extra(ext), "n_real": len(real)}
+    keep = wanted | ({K.IS_STD} if K.IS in wanted else set())
+    return [{"metric": k, "value": v, "extractor": ext.name, "n": len(fake), "extra": extra}
+            for k, v in res.values.items() if k in keep]
+
+
+@torch.no_grad()
+def save_figures(ctx: Context, model: GenerativeModel, fake, run_dir: Path) -> None:
+    """``samples.png`` (8x8 grid) and, with an encoder, ``reconstructions.png`` (real rows over recon rows)."""
+    from torchvision.utils import save_image
+    levels = ctx.dataset.levels
+    if fake is None:
+        labels = None
+        if getattr(model, "conditional", False) and ctx.dataset.n_classes:
+            labels = torch.arange(64, device=model.device) % ctx.dataset.n_classes
+        from models.base import quantize
+        fake = quantize(model.sample(64, labels=labels).float().cpu(), levels)
+    save_image(to_unit(fake[:64], levels), run_dir / "samples.png", nrow=8, padding=1)
+    if model.has_encoder:
+        x = ctx.dataset.test_x[:32].to(model.device)
+        rec = model.reconstruct(x).float().clamp(0, 1).cpu()
+        from models.base import quantize
+        grid = torch.cat([to_unit(x.cpu(), levels), to_unit(quantize(rec, levels), levels)])
+        save_image(grid, run_dir / "reconstructions.png", nrow=8, padding=1)
+
+
+def gan_train_test(ctx: Context, cfg: RunConfig, model: GenerativeModel, run_dir: Path) -> List[Dict[str, Any]]:
+    ds = ctx.dataset
+    res = metrics.gan_train_test(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, ds.levels,
+                                 seeds=tuple(range(cfg.eval.gan_seeds)), cache_dir=_cache(ctx),
+                                 dataset_hash=ds.content_hash, device=ctx.device,
+                                 sample_batch_size=cfg.eval.batch_size)
+    (run_dir / "gan_train_test.json").write_text(json.dumps(
+        {"mean": res.mean, "std": res.std, "per_seed": res.per_seed, "n_generated": res.n_generated}, indent=2))
+    return [{"metric": k, "value": v, "extractor": "classifier", "n": res.n_generated,
+             "extra": {"std_over_classifier_seeds": res.std[k], "classifier_seeds": cfg.eval.gan_seeds}}
+            for k, v in res.mean.items()]
+
+
+def subset_sensitivity(ctx: Context, fraction: float, seed: int) -> List[Dict[str, Any]]:
+    """Table 7: IS and FID of a random ``fraction`` of the real train split against the whole split."""
+    from .config import BUDGETS, EvalConfig, RunConfig as _RC, set_value
+    cfg = _RC(model="real", budget=ctx.budget, eval=EvalConfig())
+    for k, v in {**BUDGETS[ctx.budget], **ctx.overrides}.items():
+        if k.startswith("eval."):
+            set_value(cfg, k, v)
+    ext = extractor_for(ctx, cfg)
+    rows = metrics.subset_sensitivity(ctx.dataset.train_x, ctx.dataset.levels, ext, fractions=(fraction,),
+                                      seed=seed, cache_dir=_cache(ctx), batch_size=cfg.eval.batch_size)
+    n_full = len(ctx.dataset.train_x)
+    out = []
+    for r in rows:
+        extra = {**_extractor_extra(ext), "subset_size": r["n"], "fraction": r["fraction"]}
+        out += [{"metric": K.IS, "value": r[K.IS], "extractor": ext.name, "n": n_full, "extra": extra},
+                {"metric": K.FID, "value": r[K.FID], "extractor": ext.name, "n": n_full, "extra": extra}]
+    return out
