@@ -1,0 +1,68 @@
+"""Feature extractors (``inception``, ``domain``) and cached, batched feature extraction.
+
+An extractor has ``name``, ``id`` (short, for result rows), ``identity()`` (everything that
+determines its output: weights hash, preprocessing, version) and ``embed(x_unit)`` mapping one
+batch of images in [0, 1] to (features, logits).  :func:`extract` runs it once per sample set in
+batches and caches the result by a hash of the set's source (data hash, or checkpoint hash with
+count, seed and labels), the extractor identity and the levels (STYLE habit 4); every metric is
+then computed from those arrays.  The batch size is not part of the key: features do not depend on
+it (tests/test_metrics_domain.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..cache import cached_arrays
+from ..images import as_unit
+from .classifier import Recipe, SmallCNN, train_classifier
+from .domain import DomainExtractor
+from .inception import InceptionExtractor
+
+
+@dataclass
+class Features:
+    """What every metric is computed from: N x D features and (for IS) N x classes logits."""
+
+    features: np.ndarray
+    logits: Optional[np.ndarray]
+    extractor: str
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def subset(self, idx) -> "Features":
+        return Features(self.features[idx], None if self.logits is None else self.logits[idx], self.extractor)
+
+
+def embed_images(extractor, images, levels: int, batch_size: int = 256) -> Features:
+    """Features and logits of uint8 images (or floats in [0, 1]) in batches of ``batch_size``."""
+    x = torch.as_tensor(images)
+    if len(x) == 0:
+        raise ValueError("no images to embed")
+    feats, logits = [], []
+    for s in range(0, len(x), batch_size):
+        f, lg = extractor.embed(as_unit(x[s:s + batch_size], levels))
+        feats.append(f.numpy())
+        logits.append(lg.numpy())
+    return Features(np.concatenate(feats), np.concatenate(logits), extractor.id)
+
+
+def extract(extractor, images: Callable[[], torch.Tensor], levels: int, *, source: dict,
+            cache_dir=None, batch_size: int = 256) -> Features:
+    """Cached :func:`embed_images`; ``images`` is called only on a cache miss."""
+    key = {"source": source, "extractor": extractor.identity(), "levels": levels}
+
+    def compute():
+        f = embed_images(extractor, images(), levels, batch_size)
+        return {"features": f.features, "logits": f.logits}
+
+    arrays = cached_arrays(cache_dir, "features", key, compute)
+    return Features(arrays["features"], arrays["logits"], extractor.id)
+
+
+__all__ = ["DomainExtractor", "Features", "InceptionExtractor", "Recipe", "SmallCNN", "embed_images", "extract",
+           "train_classifier"]

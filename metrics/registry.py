@@ -1,0 +1,22 @@
+"""The METRICS registry (STYLE habit 1): name -> function of precomputed features.
+
+A registered metric is ``fn(fake: Features, real: Features, seed: int) -> dict`` whose float
+entries are keyed by metrics/keys.py constants (non-float entries, e.g. a PRD curve, are extras).
+Meta: ``keys`` (result keys it fills), ``needs`` ("features" or "logits"), ``description``.
+Held-out BPD (metrics/bpd.py), GAN-train/test (metrics/gan_train_test.py) and the subset
+sensitivity (metrics/sensitivity.py) take models or datasets rather than features and are called
+directly.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from models.registry import Registry
+
+METRICS = Registry("metric")
+
+
+def register_metric(name: str, *, keys: Sequence[str], needs: str = "features", description: str = ""):
+    if needs not in ("features", "logits"):
+        raise ValueError(f"needs must be 'features' or 'logits', got {needs!r}")
+    return METRICS.register(name, keys=tuple(keys), needs=needs, description=description)
