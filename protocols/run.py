@@ -73,7 +73,10 @@ def dry_run(args, overrides) -> str:
     from .api import plan
     from .base import PROTOCOLS
     from .config import resolve
+    from .datasets import DATASETS
     p = PROTOCOLS.get(args.protocol)
+    if not args.dataset.startswith("folder:"):
+        DATASETS.get(args.dataset)  # unknown names fail here, without loading any data
     seeds = range(args.seed, args.seed + (args.seeds if args.seeds is not None else p.seeds))
     cells = plan(args.protocol, args.model, seeds)
     out = {"protocol": p.name, "table": p.table, "dataset": args.dataset, "budget": args.budget,
