@@ -372,7 +372,7 @@ def _presets(kind: str, defaults: dict) -> Dict[str, dict]:
 
 
 #: cpu-budget step counts (digits, 8x8, batch 64): each model trains in about 30-45 s (models/README.md)
-CPU_STEPS = {"gan": 800, "gan-infer": 500, "vae": 2000, "vade": 600, "avgde": 600, "avade": 320}
+CPU_STEPS = {"gan": 2000, "gan-infer": 500, "vae": 2000, "vade": 600, "avgde": 600, "avade": 400}
 #: gradient-penalty coefficient of the cpu budget (the paper's 100 stalls D on 8x8 digits)
 CPU_GP_WEIGHT = 10.0
 

@@ -90,7 +90,11 @@ BUDGETS: Dict[str, Dict[str, Any]] = {
     "smoke": {"train.steps": 4, "train.batch_size": 8, "train.log_every": 2, "train.sample_every": 0,
               "train.ckpt_every": 0, "train.val_every": 0, "eval.n_samples": 200, "eval.bpd_images": 32,
               "eval.prd_runs": 2, "eval.prd_clusters": 5, "eval.batch_size": 100},
-    "cpu": {"train.steps": 600, "train.batch_size": 64, "train.log_every": 25, "train.sample_every": 0,
+    # cpu: Adamax beta1 0.5 instead of the paper's 0.9: in the short digits runs it lowered the domain FID
+    # of every adversarial model (GAN 2000 steps 3.33 -> 1.32, AV-GDE 4.05 -> 2.41, AV-ADE 3.5 -> 2.32) and
+    # left the MLE models unchanged (VAE 4.89 -> 5.14, BPD equal); see models/README.md.
+    "cpu": {"train.steps": 600, "train.batch_size": 64, "train.beta1": 0.5, "train.log_every": 25,
+            "train.sample_every": 0,
             "train.ckpt_every": 200, "train.val_every": 100, "eval.n_samples": 5000, "eval.iw_k": 0},
     "paper": {"train.steps": 200000, "train.batch_size": 64, "train.log_every": 100,
               "train.sample_every": 5000, "train.ckpt_every": 5000, "train.val_every": 5000,
