@@ -70,6 +70,7 @@ class GANConfig:
     gp_weight: float = GP_WEIGHT     # gradient-penalty coefficient (Appendix C: 100)
     enc_width: int = 64              # inference network width (the VAE encoder without heads)
     infer_steps: int = 20000         # steps of the inference stage (not stated by the paper)
+    conditional: bool = False        # class-conditional G (conditional BN / WN) + projection D (Table 8)
 
 
 class GAN(GenerativeModel):
@@ -78,8 +79,12 @@ class GAN(GenerativeModel):
     def __init__(self, cfg: GANConfig, data: DataSpec):
         super().__init__(cfg, data)
         c, r = data.channels, data.resolution
-        self.G = Generator(c, r, cfg.z_dim, cfg.width, cfg.gen_norm, "tanh")
-        self.D = build_discriminator(cfg.disc, c, r, cfg.disc_width)
+        if cfg.conditional and data.n_classes < 1:
+            raise ValueError("a conditional model needs labelled data (DataSpec.n_classes > 0)")
+        self.conditional = bool(cfg.conditional)
+        self.n_classes = data.n_classes if cfg.conditional else 0
+        self.G = Generator(c, r, cfg.z_dim, cfg.width, cfg.gen_norm, "tanh", n_classes=self.n_classes)
+        self.D = build_discriminator(cfg.disc, c, r, cfg.disc_width, self.n_classes)
         self.inference = Encoder(c, r, cfg.enc_width, cfg.z_dim)
         self.log_sigma = nn.Parameter(torch.zeros(()))
         self.register_buffer("infer_steps_done", torch.zeros((), dtype=torch.long))
@@ -98,60 +103,85 @@ class GAN(GenerativeModel):
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
+    def _batch_labels(self, batch: Batch) -> Optional[torch.Tensor]:
+        if not self.conditional:
+            return None
+        if batch.y is None:
+            raise ValueError("a conditional model needs labels in every batch (Batch.y)")
+        return batch.y.to(self.device, torch.long)
+
     def losses(self, phase: str, batch: Batch) -> Dict[str, torch.Tensor]:
-        x = batch.x.to(self.device)
+        x, y = batch.x.to(self.device), self._batch_labels(batch)
         if phase == "disc":
             real = 2 * dequantize(x, self.data.levels) - 1
             with torch.no_grad():
-                fake = self.G(self._z(x.shape[0]))
-            return discriminator_losses(self.D, real, fake, self.cfg.gp_weight)
+                fake = self.G(self._z(x.shape[0]), y)
+            return discriminator_losses(self.D, real, fake, self.cfg.gp_weight, y, y)
         if phase == "gen":
             with frozen(self.D):
-                lq = g_loss(self.D(self.G(self._z(x.shape[0]))))
+                lq = g_loss(self.D(self.G(self._z(x.shape[0]), y), y))
             return {"loss": lq, "l_q": lq.detach()}
         if phase == "infer":
             with eval_mode(self.G), frozen(self.G):
-                nll = self._elbo_nll(dequantize(x, self.data.levels))
+                nll = self._elbo_nll(dequantize(x, self.data.levels), y)
             self.infer_steps_done += 1
             return {"loss": nll.mean() / self.data.dims, "nll": nll.mean().detach(),
                     "bpd": bits_per_dim(nll.mean().detach(), self.data.dims, self.data.levels),
                     "sigma": self.log_sigma.exp().detach()}
         raise KeyError(f"GAN has no phase {phase!r}; phases: disc, gen, infer")
 
-    def _log_w(self, u: torch.Tensor, k: int, elbo: bool) -> torch.Tensor:
+    def _log_w(self, u: torch.Tensor, k: int, elbo: bool, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(k, N) log-weights log p(v|z) + D ln 2 - [KL or log q/p] for z ~ q(z | v), v = 2u - 1."""
         v = 2 * u - 1
         m0, ls0, _ = self.inference(v)
         out = []
         for _ in range(k):
             z = m0 + torch.exp(ls0) * torch.randn_like(m0)
-            rec = gaussian_log_density(v, self.G(z), self.log_sigma.expand_as(v))
+            rec = gaussian_log_density(v, self.G(z, y), self.log_sigma.expand_as(v))
             reg = kl_normal(m0, ls0) if elbo else (gaussian_log_density(z, m0, ls0)
                                                    - gaussian_log_density(z, 0 * z, 0 * z))
             out.append(rec - reg + self.data.dims * math.log(2.0))
         return torch.stack(out)
 
-    def _elbo_nll(self, u: torch.Tensor) -> torch.Tensor:
-        return -self._log_w(u, 1, elbo=True)[0]
+    def _elbo_nll(self, u: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return -self._log_w(u, 1, elbo=True, y=y)[0]
+
+    def _nll_given(self, u: torch.Tensor, k: int, y: Optional[torch.Tensor]) -> torch.Tensor:
+        return self._elbo_nll(u, y) if k == 1 else _iw_bound(self._log_w(u, k, elbo=False, y=y))
 
     @torch.no_grad()
-    def nll(self, x: torch.Tensor, k: int = 1) -> Optional[torch.Tensor]:
+    def nll(self, x: torch.Tensor, k: int = 1, labels: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """Upper bound on -log p(u); a conditional GAN without labels marginalises a uniform class prior."""
         if int(self.infer_steps_done) == 0:
             return None
         with eval_mode(self):
             u = dequantize(x.to(self.device), self.data.levels)
-            return self._elbo_nll(u) if k == 1 else _iw_bound(self._log_w(u, k, elbo=False))
+            if not self.conditional or labels is not None:
+                return self._nll_given(u, k, None if labels is None else labels.to(self.device, torch.long))
+            per_class = torch.stack([self._nll_given(u, k, torch.full((u.shape[0],), c, dtype=torch.long,
+                                                                      device=u.device))
+                                     for c in range(self.n_classes)])
+            return _iw_bound(-per_class)
 
     @torch.no_grad()
     def sample(self, n: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         with eval_mode(self):
-            return ((self.G(self._z(n)) + 1) / 2).clamp(0, 1)
+            y = _labels(n, self.n_classes, self.device, labels) if self.conditional else None
+            return ((self.G(self._z(n), y) + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Reconstruction through the inference net; a conditional GAN without labels uses, per image,
+        the class with the best bound (as the conditional AV-ADE does)."""
         with eval_mode(self):
-            v = 2 * dequantize(x.to(self.device), self.data.levels) - 1
-            return ((self.G(self.inference(v)[0]) + 1) / 2).clamp(0, 1)
+            u = dequantize(x.to(self.device), self.data.levels)
+            y = None if labels is None else labels.to(self.device, torch.long)
+            if self.conditional and y is None:
+                per_class = torch.stack([self._elbo_nll(u, torch.full((u.shape[0],), c, dtype=torch.long,
+                                                                      device=u.device))
+                                         for c in range(self.n_classes)])
+                y = per_class.argmin(dim=0)
+            return ((self.G(self.inference(2 * u - 1)[0], y) + 1) / 2).clamp(0, 1)
 
 
 # =============================================================================================
@@ -383,6 +413,8 @@ _REGISTRY: List[Tuple[str, type, dict, str, str, str]] = [
      _TABLE1.format("GAN")),
     ("gan-rd", GAN, {"disc": "rd", "disc_width": 16}, "gan", "GAN with the residual discriminator",
      "Table 2 row GAN (rd)"),
+    ("gan-cond", GAN, {"conditional": True}, "gan",
+     "class-conditional GAN: conditional batch norm in G + projection D", "Table 8 row GAN"),
     ("vae", ADE, {"flow": False, "adversarial": False}, "vae",
      "top-down hierarchical VAE, Gaussian decoder in [-1,1] space", _TABLE1.format("VAE")),
     ("vade", ADE, {"adversarial": False, "sample_noise": "gaussian"}, "vade",

@@ -39,11 +39,32 @@ def channels_at(r: int, resolution: int, width: int) -> int:
     return width * min(resolution // r, 8)
 
 
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm whose gain and bias depend on the class (de Vries et al. 2017; Miyato & Koyama 2018).
+
+    With one class it is plain affine batch norm (gain 1, bias 0 at init)."""
+
+    def __init__(self, num_features: int, n_classes: int, dims: int = 2):
+        super().__init__()
+        self.bn = (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(num_features, affine=False)
+        self.gain = nn.Embedding(n_classes, num_features)
+        self.bias = nn.Embedding(n_classes, num_features)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0], -1) + (1,) * (x.dim() - 2)
+        return self.bn(x) * self.gain(y).view(shape) + self.bias(y).view(shape)
+
+
 class Generator(nn.Module):
-    """SNGAN standard-CNN generator z -> image in [-1, 1] (tanh) or unbounded (identity)."""
+    """SNGAN standard-CNN generator z -> image in [-1, 1] (tanh) or unbounded (identity).
+
+    ``n_classes > 0`` makes it class-conditional: conditional batch norm (``norm="bn"``, the
+    usual conditional GAN) or conditional weight norm (``norm="wn"``, paper Eq. 16)."""
 
     def __init__(self, channels: int, resolution: int, z_dim: int = 128, width: int = 64,
-                 norm: str = "bn", out_act: str = "tanh"):
+                 norm: str = "bn", out_act: str = "tanh", n_classes: int = 0):
         super().__init__()
         if norm not in ("bn", "wn"):
             raise ValueError(f"generator norm must be 'bn' or 'wn', got {norm!r}")
@@ -53,19 +74,38 @@ class Generator(nn.Module):
         chans = [channels_at(r, resolution, width) for r in rs]
         self.z_dim, self.out_act, self.c0 = z_dim, out_act, chans[0]
         bn = norm == "bn"
-        lin, convt, conv = (nn.Linear, nn.ConvTranspose2d, nn.Conv2d) if bn else \
-            (WNLinear, WNConvTranspose2d, WNConv2d)
-        self.fc = lin(z_dim, chans[0] * 16)
-        self.fc_norm = nn.BatchNorm1d(chans[0] * 16) if bn else nn.Identity()
-        self.ups = nn.ModuleList(convt(a, b, 4, 2, 1) for a, b in zip(chans[:-1], chans[1:]))
-        self.norms = nn.ModuleList((nn.BatchNorm2d(b) if bn else nn.Identity()) for b in chans[1:])
-        self.out = conv(chans[-1], channels, 3, 1, 1)
+        self.n_classes, self.bn = n_classes, bn
+        if bn:
+            self.fc = nn.Linear(z_dim, chans[0] * 16)
+            self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, 2, 1) for a, b in zip(chans[:-1], chans[1:]))
+            self.out = nn.Conv2d(chans[-1], channels, 3, 1, 1)
+            if n_classes:
+                self.fc_norm = ConditionalBatchNorm(chans[0] * 16, n_classes, dims=1)
+                self.norms = nn.ModuleList(ConditionalBatchNorm(b, n_classes) for b in chans[1:])
+            else:
+                self.fc_norm = nn.BatchNorm1d(chans[0] * 16)
+                self.norms = nn.ModuleList(nn.BatchNorm2d(b) for b in chans[1:])
+        else:
+            self.fc = WNLinear(z_dim, chans[0] * 16, n_classes=n_classes)
+            self.ups = nn.ModuleList(WNConvTranspose2d(a, b, 4, 2, 1, n_classes=n_classes)
+                                     for a, b in zip(chans[:-1], chans[1:]))
+            self.out = WNConv2d(chans[-1], channels, 3, 1, 1, n_classes=n_classes)
+            self.fc_norm = nn.Identity()
+            self.norms = nn.ModuleList(nn.Identity() for _ in chans[1:])
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = F.elu(self.fc_norm(self.fc(z))).view(z.shape[0], self.c0, 4, 4)
+    def _layer(self, layer: nn.Module, h: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        return layer(h) if (self.bn or not self.n_classes) else layer(h, y)
+
+    def _norm(self, norm: nn.Module, h: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        return norm(h, y) if (self.bn and self.n_classes) else norm(h)
+
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.n_classes and y is None:
+            raise ValueError("this generator is class-conditional: pass labels y (int64, shape [N])")
+        h = F.elu(self._norm(self.fc_norm, self._layer(self.fc, z, y), y)).view(z.shape[0], self.c0, 4, 4)
         for up, norm in zip(self.ups, self.norms):
-            h = F.elu(norm(up(h)))
-        x = self.out(h)
+            h = F.elu(self._norm(norm, self._layer(up, h, y), y))
+        x = self._layer(self.out, h, y)
         return torch.tanh(x) if self.out_act == "tanh" else x
 
 

@@ -110,7 +110,11 @@ def save_figures(ctx: Context, model: GenerativeModel, fake, run_dir: Path) -> N
     save_image(to_unit(fake[:64], levels), run_dir / "samples.png", nrow=8, padding=1)
     if model.has_encoder:
         x = ctx.dataset.test_x[:32].to(model.device)
-        rec = model.reconstruct(x).float().clamp(0, 1).cpu()
+        if getattr(model, "conditional", False) and ctx.dataset.test_y is not None:
+            rec = model.reconstruct(x, labels=ctx.dataset.test_y[:32].to(model.device))
+        else:
+            rec = model.reconstruct(x)
+        rec = rec.float().clamp(0, 1).cpu()
         from models.base import quantize
         grid = torch.cat([to_unit(x.cpu(), levels), to_unit(quantize(rec, levels), levels)])
         save_image(grid, run_dir / "reconstructions.png", nrow=8, padding=1)

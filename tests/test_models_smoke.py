@@ -36,7 +36,7 @@ def _one_step(model, batch):
 
 def test_the_paper_models_are_registered():
     expected = {"gan", "gan-rd", "vae", "vade", "avgde", "avade", "avade-rd", "avade-iaf-rd", "avade-wg-rd",
-                "avade-s2", "avade-cond", "avade-s1b2", "avade-s2b2", "avade-s2b4", "avade-s3b3",
+                "avade-s2", "avade-cond", "gan-cond", "avade-s1b2", "avade-s2b2", "avade-s2b4", "avade-s3b3",
                 "vade-s1b2", "vade-s2b2", "vade-s3b2", "vade-s4b1"}
     assert expected == set(NAMES)
 
