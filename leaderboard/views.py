@@ -203,8 +203,25 @@ def reference_table(key: tuple, rows: List[PaperRow]) -> dict:
             "paper_toggle": 0}
 
 
+def comparison_rows(comparisons: List[dict]) -> List[tuple]:
+    """One (label, text) pair per pairwise comparison of the protocols' claim evidence."""
+    rows = []
+    for c in comparisons:
+        arrow = "↑" if c.get("direction") == "higher" else "↓"
+        def side(model, values, m):
+            vals = ", ".join(scalar_text(v) for v in values or [])
+            return f"{model} {scalar_text(m) if m is not None else '—'} [{vals}]"
+        rows.append((f"{c.get('metric')} {arrow}: {c.get('better')} vs {c.get('worse')}",
+                     f"{side(c.get('better'), c.get('better_values'), c.get('better_mean'))} vs "
+                     f"{side(c.get('worse'), c.get('worse_values'), c.get('worse_mean'))} → {c.get('status')}"))
+    return rows
+
+
 def evidence_rows(evidence: object, prefix: str = "") -> List[tuple]:
     """Flatten claim evidence JSON into (key, value text) pairs for a small table."""
+    if (not prefix and isinstance(evidence, dict) and set(evidence) == {"comparisons"}
+            and all(isinstance(c, dict) for c in evidence["comparisons"])):
+        return comparison_rows(evidence["comparisons"])
     if isinstance(evidence, dict):
         return [kv for k in sorted(evidence, key=str)
                 for kv in evidence_rows(evidence[k], f"{prefix}.{k}" if prefix else str(k))]

@@ -129,7 +129,8 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
         if D.is_main():
             store.add(ms)
         outcomes.append(CellOutcome(model, s, "done", {m.metric: m.value for m in ms}))
-    extractor = (overrides or {}).get("eval.extractor") or BUDGETS[budget].get("eval.extractor", "domain")
+    extractor = p.extractor or (overrides or {}).get("eval.extractor") or BUDGETS[budget].get("eval.extractor",
+                                                                                               "domain")
     claims = evaluate_claims(p, store, ds.name, budget, extractor)
     table = summarise(stored_values(store, p.name, ds.name, budget))
     page = None

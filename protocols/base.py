@@ -74,6 +74,7 @@ class Protocol:
     needs_labels: bool = False
     trains_models: bool = True                   # False: cells are not registered models (Table 7)
     seeds: int = 1                               # default number of seeds
+    extractor: Optional[str] = None              # fixed extractor of its metrics (None: eval.extractor)
 
     def resolve_model(self, name: str) -> str:
         return self.model_alias.get(name, name)

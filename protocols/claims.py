@@ -33,12 +33,12 @@ def _vals(values: Values, model: str, metric: str) -> List[float]:
     return list(values.get(model, {}).get(metric, []))
 
 
-def _evidence(values: Values, models, metric) -> dict:
-    ev = {}
-    for m in models:
-        v = _vals(values, m, metric)
-        ev[m] = {"metric": metric, "mean": mean(v) if v else None, "values": v, "seeds": len(v)}
-    return ev
+def comparison(values: Values, a: str, b: str, metric: str) -> dict:
+    """Evidence of one pairwise comparison: "a better than b on metric", with every seed's value."""
+    va, vb = _vals(values, a, metric), _vals(values, b, metric)
+    return {"metric": metric, "direction": DIRECTION.get(metric, "higher"), "better": a, "worse": b,
+            "better_values": va, "worse_values": vb, "better_mean": mean(va) if va else None,
+            "worse_mean": mean(vb) if vb else None, "status": compare(values, a, b, metric)}
 
 
 def compare(values: Values, a: str, b: str, metric: str) -> str:
@@ -63,9 +63,8 @@ def combine(statuses: List[str]) -> str:
 def beats(a: str, b: str, *metrics: str, text: Optional[str] = None, cid: Optional[str] = None) -> Claim:
     """``a`` is better than ``b`` on every one of ``metrics``."""
     def check(values: Values) -> Verdict:
-        parts = {m: compare(values, a, b, m) for m in metrics}
-        ev = {m: {"status": parts[m], **_evidence(values, (a, b), m)} for m in metrics}
-        return combine(list(parts.values())), ev
+        comps = [comparison(values, a, b, m) for m in metrics]
+        return combine([c["status"] for c in comps]), {"comparisons": comps}
     return Claim(cid or f"{a}-beats-{b}-on-{'-'.join(metrics)}",
                  text or f"{a} beats {b} on {', '.join(metrics)}", check)
 
@@ -73,16 +72,15 @@ def beats(a: str, b: str, *metrics: str, text: Optional[str] = None, cid: Option
 def between(mid: str, lo: str, hi: str, *metrics: str, text: str, cid: str) -> Claim:
     """``mid`` lies between ``lo`` (worse) and ``hi`` (better) on every metric."""
     def check(values: Values) -> Verdict:
-        parts = {}
-        for m in metrics:
-            parts[m] = combine([compare(values, mid, lo, m), compare(values, hi, mid, m)])
-        ev = {m: {"status": parts[m], **_evidence(values, (lo, mid, hi), m)} for m in metrics}
-        return combine(list(parts.values())), ev
+        comps = [c for m in metrics for c in (comparison(values, mid, lo, m), comparison(values, hi, mid, m))]
+        return combine([c["status"] for c in comps]), {"comparisons": comps}
     return Claim(cid, text, check)
 
 
 def all_of(cid: str, text: str, *claims: Claim) -> Claim:
+    """Every sub-claim holds; the evidence concatenates their comparisons."""
     def check(values: Values) -> Verdict:
         results = [c.check(values) for c in claims]
-        return combine([s for s, _ in results]), {c.id: {"status": s, **e} for c, (s, e) in zip(claims, results)}
+        comps = [x for _, e in results for x in e.get("comparisons", [])]
+        return combine([s for s, _ in results]), {"comparisons": comps}
     return Claim(cid, text, check)

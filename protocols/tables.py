@@ -97,7 +97,7 @@ register_protocol(Protocol(
 
 # ---- Table 8: GAN-train / GAN-test ------------------------------------------------------------------
 register_protocol(Protocol(
-    name="gan_train_test", table="Table 8", needs_labels=True,
+    name="gan_train_test", table="Table 8", needs_labels=True, extractor="classifier",
     description="class-conditional GAN and AV-ADE: GAN-train, GAN-test beside the real-to-real baseline",
     models=("gan-cond", "avade-cond"), model_alias={"gan": "gan-cond", "avade": "avade-cond"},
     metrics=(K.GAN_TRAIN, K.GAN_TEST, K.REAL_BASELINE), cell=gan_train_test_cell,
