@@ -52,6 +52,15 @@ def _labels(n: int, n_classes: int, device, labels: Optional[torch.Tensor] = Non
     return torch.randint(0, n_classes, (n,), device=device)
 
 
+def _batch_labels(model: GenerativeModel, batch: Batch) -> Optional[torch.Tensor]:
+    """The batch's labels for a conditional model (an error without them), None otherwise."""
+    if not model.conditional:
+        return None
+    if batch.y is None:
+        raise ValueError("a conditional model needs labels in every batch (Batch.y)")
+    return batch.y.to(model.device, torch.long)
+
+
 def _iw_bound(log_w: torch.Tensor) -> torch.Tensor:
     """-log (1/K sum_k exp(log_w[k])) per image from a (K, N) table of log-weights."""
     return -(torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0]))
@@ -104,11 +113,7 @@ class GAN(GenerativeModel):
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
     def _batch_labels(self, batch: Batch) -> Optional[torch.Tensor]:
-        if not self.conditional:
-            return None
-        if batch.y is None:
-            raise ValueError("a conditional model needs labels in every batch (Batch.y)")
-        return batch.y.to(self.device, torch.long)
+        return _batch_labels(self, batch)
 
     def losses(self, phase: str, batch: Batch) -> Dict[str, torch.Tensor]:
         x, y = batch.x.to(self.device), self._batch_labels(batch)
@@ -272,11 +277,7 @@ class ADE(GenerativeModel):
         return [p for name, p in self.named_parameters() if not name.startswith("D.")]
 
     def _batch_labels(self, batch: Batch) -> Optional[torch.Tensor]:
-        if not self.conditional:
-            return None
-        if batch.y is None:
-            raise ValueError("a conditional model needs labels in every batch (Batch.y)")
-        return batch.y.to(self.device, torch.long)
+        return _batch_labels(self, batch)
 
     def _nll_parts(self, u: torch.Tensor, labels: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         target, logdet = self._features(u)

@@ -286,7 +286,27 @@ class _Scale(nn.Module):
         return y
 
 
-class RealNVP(nn.Module):
+class ShapedFlow(nn.Module):
+    """A flow for one input shape: checks it, then delegates to ``self.body`` (forward -> (y, logdet))."""
+
+    shape: Tuple[int, int, int]
+    body: nn.Module
+
+    def _check(self, x):
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"{type(self).__name__} built for inputs N x {self.shape}, got {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        self._check(x)
+        return self.body(x)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """f^{-1}(y), differentiable; BatchNorm in eval mode, running statistics untouched (P2)."""
+        self._check(y)
+        return self.body.inverse(y)
+
+
+class RealNVP(ShapedFlow):
     """f_psi: invertible map R^{C x H x W} -> R^{C x H x W} (Dinh et al. 2017; spec 2.4).
 
     ``couplings`` checkerboard couplings per scale (alternating masks), and at each non-final scale as
@@ -308,16 +328,3 @@ class RealNVP(nn.Module):
                              f"least {2 * factor}, got {resolution}: use fewer scales")
         self.shape = (channels, resolution, resolution)
         self.body = _Scale(channels, mid, blocks, couplings, final_couplings, scales, bn_in_st)
-
-    def _check(self, x):
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"RealNVP built for inputs N x {self.shape}, got {tuple(x.shape)}")
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        self._check(x)
-        return self.body(x)
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """f^{-1}(y), differentiable; BatchNorm in eval mode, running statistics untouched (P2)."""
-        self._check(y)
-        return self.body.inverse(y)

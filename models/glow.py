@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .flows import squeeze, unsqueeze
+from .flows import ShapedFlow, squeeze, unsqueeze
 
 __all__ = ["ActNorm", "InvConv1x1", "GlowCoupling", "FlowStep", "Split", "Glow"]
 
@@ -221,7 +221,7 @@ class _Level(nn.Module):
         return unsqueeze(y)
 
 
-class Glow(nn.Module):
+class Glow(ShapedFlow):
     """Multi-scale Glow: ``levels`` x (squeeze, ``depth`` flow steps, split); width ``hidden``."""
 
     def __init__(self, channels: int, resolution: int, levels: int = 3, depth: int = 32, hidden: int = 512,
@@ -235,15 +235,3 @@ class Glow(nn.Module):
                              f"{resolution}: use fewer levels")
         self.shape = (channels, resolution, resolution)
         self.body = _Level(channels, depth, hidden, levels, learned_prior)
-
-    def _check(self, x):
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"Glow built for inputs N x {self.shape}, got {tuple(x.shape)}")
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        self._check(x)
-        return self.body(x)
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        self._check(y)
-        return self.body.inverse(y)

@@ -23,14 +23,6 @@ ALL = ("fid", "kid", "is", "prd", "prdc")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def bars(n, seed, n_classes=3, size=8, bright=12):
     rng = np.random.RandomState(seed)
     y = np.arange(n) % n_classes

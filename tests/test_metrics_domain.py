@@ -22,15 +22,6 @@ def bars(n, seed, n_classes=3, size=8, channels=1):
     return torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from intra-op threads; on a shared 2-core box they cost 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     return (*bars(150, 0), *bars(60, 1))

@@ -11,14 +11,6 @@ LEVELS = 17
 TINY = Recipe(width=8, feature_dim=16, epochs=4, min_steps=40, max_steps=60, batch_size=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def bars(n, seed, n_classes=3, size=8):
     rng = np.random.RandomState(seed)
     y = np.arange(n) % n_classes

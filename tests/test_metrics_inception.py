@@ -47,15 +47,6 @@ class TinyTorchScriptInception(nn.Module):
         return torch.softmax(self.output(features), dim=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two tiny images gain nothing from intra-op threads; on a shared 2-core box they cost 5-10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pth_file(tmp_path_factory):
     torch.manual_seed(0)
