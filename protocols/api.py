@@ -84,6 +84,25 @@ def summarise(values: Values) -> Dict[str, Dict[str, Dict[str, Any]]]:
     return table
 
 
+def preflight(cells, p: Protocol, dataset: str, budget: str, overrides: Optional[Dict[str, str]]) -> None:
+    """Fail before any training when evaluation would fail at the end (missing or unreadable Inception
+    weights): the network is loaded once here, which costs seconds, not the hours of a paper run."""
+    import metrics
+    if p.extractor is not None:
+        return
+    over = overrides or {}
+    if p.trains_models:
+        evals = [resolve(m, dataset=dataset, budget=budget, seed=s, protocol=p.name, overrides=overrides,
+                         model_defaults=p.model_defaults.get(m)).eval for m, s in cells]
+        needs = [(e.extractor, e.inception_weights or None) for e in evals]
+    else:
+        needs = [(over.get("eval.extractor") or BUDGETS[budget].get("eval.extractor", "domain"),
+                  over.get("eval.inception_weights") or None)]
+    for extractor, weights in sorted(set(needs), key=str):
+        if extractor == "inception":
+            metrics.load_extractor("inception", levels=256, inception_weights=weights)
+
+
 def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, dataset: str = "digits",
                  budget: str = "cpu", seed: int = 0, seeds: Optional[int] = None,
                  data_root: Optional[str] = None, download: bool = False, results: Optional[Path] = None,
@@ -100,6 +119,7 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
     for m, _ in (cells if p.trains_models else ()):  # validate names and overrides before any work
         resolve(m, dataset=dataset, budget=budget, seed=seed, protocol=p.name, overrides=overrides,
                 model_defaults=p.model_defaults.get(m))
+    preflight(cells, p, dataset, budget, overrides)
     device = D.init_from_env(overrides.get("train.device", "auto") if overrides else "auto")
     ds = load_dataset(dataset, data_root=data_root, download=download)
     if p.needs_labels and ds.train_y is None:

@@ -56,3 +56,13 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
 def test_debug_shows_traceback(tmp_path):
     r = _cli("--model", "nosuch", "--dry-run", "--debug", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_missing_inception_weights_fail_before_any_training(tmp_path):
+    env_free = tmp_path / "none.pth"
+    r = _cli("--protocol", "ablation", "--model", "vae", "--budget", "paper", "--inception-weights", str(env_free),
+             "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2
+    line = r.stderr.strip().splitlines()[-1]
+    assert "Inception weights not found" in line and "pt_inception-2015-12-05" in line
+    assert not (tmp_path / "runs").exists()

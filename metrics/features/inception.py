@@ -39,7 +39,7 @@ PREPROCESSING = "clean: PIL bicubic float per channel to 299, clip [0,255], (x-1
 
 def resolve_weights(path: Optional[str | os.PathLike]) -> Path:
     """The weights file from ``path`` or $AVADE_INCEPTION; a one-line error naming where to get it."""
-    where = path if path is not None else os.environ.get(ENV)
+    where = path or os.environ.get(ENV) or None
     if where is None or not Path(where).is_file():
         said = f"{where!s} does not exist" if where is not None else f"no path given and ${ENV} is unset"
         raise FileNotFoundError(f"Inception weights not found ({said}): download {URLS[0]} (pytorch-fid) or "
@@ -56,7 +56,7 @@ def _load_network(path: Path) -> Tuple[torch.nn.Module, str]:
     """(module, format); TorchScript is tried first, then a pytorch-fid state_dict."""
     try:
         return torch.jit.load(str(path), map_location="cpu").eval(), "torchscript"
-    except RuntimeError:
+    except Exception:  # noqa: BLE001 -- not TorchScript (or not readable): try the state_dict format
         pass
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -65,7 +65,7 @@ def _load_network(path: Path) -> Tuple[torch.nn.Module, str]:
     except Exception as e:  # noqa: BLE001 -- any failure means "not a file of either format"
         raise ValueError(f"{path} is neither clean-fid's TorchScript inception-2015-12-05.pt nor pytorch-fid's "
                          f"pt_inception-2015-12-05-6726825d.pth state_dict ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]})") from None
+                         f"{(str(e).splitlines() or [''])[0][:200]})") from None
     return net.eval(), "pytorch-fid"
 
 
