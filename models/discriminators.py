@@ -24,11 +24,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
+#: supported resolutions: powers of two from a 4x4 base, and 48 / 96 from a 6x6 base (STL-10 at the
+#: paper's 48x48, like SNGAN's STL-10 nets)
+RESOLUTIONS = (8, 16, 32, 64, 128, 12, 24, 48, 96)
+
+
+def base_size(resolution: int) -> int:
+    """Side of the smallest feature map: 4 for powers of two, 6 for 3 * 2^k (48x48 STL-10)."""
+    n_octaves(resolution)
+    return 4 if resolution & (resolution - 1) == 0 else 6
+
+
 def n_octaves(resolution: int) -> int:
-    """Number of 2x up/down steps between 4x4 and ``resolution`` (a power of two in 8..128)."""
-    if resolution not in (8, 16, 32, 64, 128):
-        raise ValueError(f"resolution must be a power of two from 8 to 128, got {resolution}")
-    return resolution.bit_length() - 3
+    """Number of 2x up/down steps between the base map (4x4 or 6x6) and ``resolution``."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be a power of two from 8 to 128, or 12/24/48/96, got {resolution} "
+                         f"(resize the data, e.g. folder:PATH@64)")
+    base = 4 if resolution & (resolution - 1) == 0 else 6
+    return (resolution // base).bit_length() - 1
 
 
 class _Projection(nn.Module):
@@ -62,7 +75,7 @@ class SimpleD(nn.Module):
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Conv2d(c_in, c_in, 4, 2, 1), nn.Conv2d(c_in, c_out, 3, 1, 1)]
         self.convs = nn.ModuleList(layers)
-        self.head = _Projection(widths[-1] * 16, n_classes)
+        self.head = _Projection(widths[-1] * base_size(resolution) ** 2, n_classes)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = x

@@ -81,7 +81,8 @@ class TopDownVAE(nn.Module):
         self.encoder = Encoder(channels, resolution, enc_width, z_dim)
         self.lat_rs = rs[:-1]
         nc, L = n_classes, latent_ch
-        self.fc = WNLinear(z_dim, chans[0] * 16, n_classes=nc)
+        self.fc = WNLinear(z_dim, chans[0] * rs[0] ** 2, n_classes=nc)
+        self.base = rs[0]
         self.enc_heads = nn.ModuleList(
             WNConv2d(self.encoder.feature_channels[r], 2 * L + self.ctx, 3, 1, 1, init_scale=0.1)
             for r in self.lat_rs)
@@ -98,7 +99,7 @@ class TopDownVAE(nn.Module):
 
     # ---- passes ---------------------------------------------------------------------------
     def _top(self, z0: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        return F.elu(self.fc(z0, labels)).view(z0.shape[0], self.c0, 4, 4)
+        return F.elu(self.fc(z0, labels)).view(z0.shape[0], self.c0, self.base, self.base)
 
     def _up(self, i: int, h: torch.Tensor, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         return F.elu(self.ups[i](torch.cat([h, z], dim=1), labels))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .discriminators import n_octaves
+from .discriminators import base_size, n_octaves
 from .layers import WNConv2d, WNConvTranspose2d, WNLinear
 
 OUTPUT_ACTIVATIONS = ("tanh", "identity")
@@ -31,7 +31,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 def resolutions(resolution: int) -> List[int]:
     """[4, 8, ..., resolution]: the feature-map sizes of the nets (validates the resolution)."""
-    return [4 * 2 ** i for i in range(n_octaves(resolution) + 1)]
+    return [base_size(resolution) * 2 ** i for i in range(n_octaves(resolution) + 1)]
 
 
 def channels_at(r: int, resolution: int, width: int) -> int:
@@ -72,21 +72,21 @@ class Generator(nn.Module):
             raise ValueError(f"out_act must be one of {OUTPUT_ACTIVATIONS}, got {out_act!r}")
         rs = resolutions(resolution)
         chans = [channels_at(r, resolution, width) for r in rs]
-        self.z_dim, self.out_act, self.c0 = z_dim, out_act, chans[0]
+        self.z_dim, self.out_act, self.c0, self.base = z_dim, out_act, chans[0], rs[0]
         bn = norm == "bn"
         self.n_classes, self.bn = n_classes, bn
         if bn:
-            self.fc = nn.Linear(z_dim, chans[0] * 16)
+            self.fc = nn.Linear(z_dim, chans[0] * rs[0] ** 2)
             self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, 2, 1) for a, b in zip(chans[:-1], chans[1:]))
             self.out = nn.Conv2d(chans[-1], channels, 3, 1, 1)
             if n_classes:
-                self.fc_norm = ConditionalBatchNorm(chans[0] * 16, n_classes, dims=1)
+                self.fc_norm = ConditionalBatchNorm(chans[0] * rs[0] ** 2, n_classes, dims=1)
                 self.norms = nn.ModuleList(ConditionalBatchNorm(b, n_classes) for b in chans[1:])
             else:
-                self.fc_norm = nn.BatchNorm1d(chans[0] * 16)
+                self.fc_norm = nn.BatchNorm1d(chans[0] * rs[0] ** 2)
                 self.norms = nn.ModuleList(nn.BatchNorm2d(b) for b in chans[1:])
         else:
-            self.fc = WNLinear(z_dim, chans[0] * 16, n_classes=n_classes)
+            self.fc = WNLinear(z_dim, chans[0] * rs[0] ** 2, n_classes=n_classes)
             self.ups = nn.ModuleList(WNConvTranspose2d(a, b, 4, 2, 1, n_classes=n_classes)
                                      for a, b in zip(chans[:-1], chans[1:]))
             self.out = WNConv2d(chans[-1], channels, 3, 1, 1, n_classes=n_classes)
@@ -102,7 +102,7 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.n_classes and y is None:
             raise ValueError("this generator is class-conditional: pass labels y (int64, shape [N])")
-        h = F.elu(self._norm(self.fc_norm, self._layer(self.fc, z, y), y)).view(z.shape[0], self.c0, 4, 4)
+        h = F.elu(self._norm(self.fc_norm, self._layer(self.fc, z, y), y)).view(z.shape[0], self.c0, self.base, self.base)
         for up, norm in zip(self.ups, self.norms):
             h = F.elu(self._norm(norm, self._layer(up, h, y), y))
         x = self._layer(self.out, h, y)
@@ -120,7 +120,7 @@ class Encoder(nn.Module):
         self.stem = WNConv2d(channels, chans[0], 3, 1, 1)
         self.downs = nn.ModuleList(WNConv2d(a, a, 4, 2, 1) for a in chans[:-1])
         self.convs = nn.ModuleList(WNConv2d(a, b, 3, 1, 1) for a, b in zip(chans[:-1], chans[1:]))
-        self.top = WNLinear(chans[-1] * 16, 2 * z_dim, init_scale=0.1)
+        self.top = WNLinear(chans[-1] * rs[-1] ** 2, 2 * z_dim, init_scale=0.1)
         self.feature_channels: Dict[int, int] = dict(zip(rs[1:], chans[1:]))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Dict[int, torch.Tensor]]:
