@@ -156,6 +156,10 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
     page = None
     if build_leaderboard and D.is_main():
         from leaderboard.build import build
-        page = build(store.path, Path(site or default_site()))
+        try:
+            page = build(store.path, Path(site or default_site()))
+        except Exception as e:  # noqa: BLE001  results are stored; the page can be rebuilt later
+            print(f"warning: leaderboard not rebuilt ({type(e).__name__}: {e}); results are in {store.path}; "
+                  f"fix and run python -m leaderboard.build", flush=True)
     D.barrier()
     return ProtocolResult(p.name, ds.name, budget, outcomes, claims, table, page)
