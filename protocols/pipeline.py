@@ -42,6 +42,7 @@ def train(ctx: Context, cfg: RunConfig, run_dir: Path) -> Tuple[GenerativeModel,
     ds = ctx.dataset
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)  # initial weights depend on the cell's seed only, not on earlier cells
     model = build_model(cfg.model, cfg.model_cfg, ds.spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     if D.is_main():
