@@ -47,3 +47,24 @@ def test_gan_train_test_prints_beside_the_baseline(tmp_path):
     assert "avade-cond" in r.stdout
     metrics = {x["metric"] for x in ResultsStore(tmp_path / "r.sqlite").measurements(model="avade-cond")}
     assert metrics == {"gan_train", "gan_test", "real_to_real"}
+
+
+def test_a_cell_does_not_depend_on_what_ran_before(tmp_path):
+    """Model init is seeded per cell, so the RNG state left by earlier cells changes nothing."""
+    import torch
+    from protocols.base import Context
+    from protocols.config import resolve
+    from protocols.datasets import load_dataset
+    from protocols.pipeline import train
+
+    ds = load_dataset("digits")
+    weights = []
+    for i, junk in enumerate((0, 12345)):
+        ctx = Context(dataset=ds, budget="smoke", store=ResultsStore(tmp_path / "r.sqlite"),
+                      out_dir=tmp_path / f"runs{i}", device=torch.device("cpu"), progress=False)
+        cfg = resolve("avade", budget="smoke", protocol="ablation")
+        torch.manual_seed(junk)
+        torch.rand(junk + 1)
+        model, _, _ = train(ctx, cfg, tmp_path / f"runs{i}" / "cell")
+        weights.append(torch.cat([t.detach().flatten().float() for t in model.state_dict().values()]))
+    assert torch.equal(*weights)
