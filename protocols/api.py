@@ -85,11 +85,10 @@ def summarise(values: Values) -> Dict[str, Dict[str, Dict[str, Any]]]:
 
 
 def preflight(cells, p: Protocol, dataset: str, budget: str, overrides: Optional[Dict[str, str]]) -> None:
-    """Fail before any training when evaluation would fail at the end (missing or unreadable Inception
-    weights): the network is loaded once here, which costs seconds, not the hours of a paper run."""
+    """Resolve every cell's config (bad names and overrides fail here) and fail before any training when
+    evaluation would fail at the end (missing or unreadable Inception weights): the network is loaded once
+    here, which costs seconds, not the hours of a paper run."""
     import metrics
-    if p.extractor is not None:
-        return
     over = overrides or {}
     if p.trains_models:
         evals = [resolve(m, dataset=dataset, budget=budget, seed=s, protocol=p.name, overrides=overrides,
@@ -98,6 +97,8 @@ def preflight(cells, p: Protocol, dataset: str, budget: str, overrides: Optional
     else:
         needs = [(over.get("eval.extractor") or BUDGETS[budget].get("eval.extractor", "domain"),
                   over.get("eval.inception_weights") or None)]
+    if p.extractor is not None:  # the protocol fixes its own (e.g. Table 8's classifier)
+        return
     for extractor, weights in sorted(set(needs), key=str):
         if extractor == "inception":
             metrics.load_extractor("inception", levels=256, inception_weights=weights)
@@ -116,9 +117,7 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {n_seeds}")
     cells = plan(protocol, models, range(seed, seed + n_seeds))
-    for m, _ in (cells if p.trains_models else ()):  # validate names and overrides before any work
-        resolve(m, dataset=dataset, budget=budget, seed=seed, protocol=p.name, overrides=overrides,
-                model_defaults=p.model_defaults.get(m))
+    # every name and override is resolved (and checked) here, before any data is loaded or trained
     preflight(cells, p, dataset, budget, overrides)
     device = D.init_from_env(overrides.get("train.device", "auto") if overrides else "auto")
     ds = load_dataset(dataset, data_root=data_root, download=download)
