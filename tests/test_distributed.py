@@ -53,8 +53,8 @@ def test_torchrun_cli_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
            str(_free_port()), "-m", "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget",
-           "smoke", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), "--site",
-           str(tmp_path / "site"), "--no-progress"]
+           "smoke", "--seeds", "1", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"),
+           "--site", str(tmp_path / "site"), "--no-progress"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     from protocols.store import ResultsStore
