@@ -8,7 +8,6 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any, Dict, List, Optional, Sequence
 
-import torch
 
 from . import distributed as D
 from .base import PROTOCOLS, Context, Protocol

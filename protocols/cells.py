@@ -9,19 +9,18 @@ random real subsets (no model).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
 
 from metrics import keys as K
-from models.base import quantize, to_unit
+from models.base import quantize
 
 from . import distributed as D
 from .base import Context, Protocol
 from .config import resolve
 from .evaluate import gan_train_test, heldout_bpd, sample_metrics, save_figures, subset_sensitivity
-from .pipeline import measurements, run_dir_for, run_id_for, sample_images, train
+from .pipeline import measurements, rows, run_dir_for, run_id_for, sample_images, train
 from .store import Measurement
 
 
@@ -102,7 +101,4 @@ def sensitivity_cell(p: Protocol, ctx: Context, model: str, seed: int, box) -> L
     values = subset_sensitivity(ctx, pct / 100.0, seed) if D.is_main() else []
     if D.is_main():
         ctx.store.finish_run(run_id)
-    return [Measurement(run_id=run_id, model=model, protocol=p.name, dataset=ctx.dataset.name, budget=ctx.budget,
-                        seed=seed, metric=v["metric"], value=float(v["value"]), extractor=v.get("extractor", ""),
-                        n_samples=int(v.get("n", 0)), code_version=ctx.version, extra=v.get("extra", {}))
-            for v in values]
+    return rows(ctx, run_id, model=model, protocol=p.name, seed=seed, values=values)

@@ -15,7 +15,7 @@ import torch
 
 import metrics
 from metrics import keys as K
-from models.base import GenerativeModel, to_unit
+from models.base import GenerativeModel, quantize, to_unit
 
 from . import distributed as D
 from .base import Context
@@ -105,7 +105,6 @@ def save_figures(ctx: Context, model: GenerativeModel, fake, run_dir: Path) -> N
         labels = None
         if getattr(model, "conditional", False) and ctx.dataset.n_classes:
             labels = torch.arange(64, device=model.device) % ctx.dataset.n_classes
-        from models.base import quantize
         fake = quantize(model.sample(64, labels=labels).float().cpu(), levels)
     save_image(to_unit(fake[:64], levels), run_dir / "samples.png", nrow=8, padding=1)
     if model.has_encoder:
@@ -115,7 +114,6 @@ def save_figures(ctx: Context, model: GenerativeModel, fake, run_dir: Path) -> N
         else:
             rec = model.reconstruct(x)
         rec = rec.float().clamp(0, 1).cpu()
-        from models.base import quantize
         grid = torch.cat([to_unit(x.cpu(), levels), to_unit(quantize(rec, levels), levels)])
         save_image(grid, run_dir / "reconstructions.png", nrow=8, padding=1)
 

@@ -84,9 +84,16 @@ def sample_images(model: GenerativeModel, n: int, batch: int, labels: Optional[t
     return out[:n]
 
 
-def measurements(ctx: Context, cfg: RunConfig, run_id: str, values: List[Dict[str, Any]]) -> List[Measurement]:
-    return [Measurement(run_id=run_id, model=cfg.model, protocol=cfg.protocol or "adhoc", dataset=ctx.dataset.name,
-                        budget=ctx.budget, seed=cfg.seed, metric=v["metric"], value=float(v["value"]),
-                        extractor=v.get("extractor", ""), n_samples=int(v.get("n", 0)), config_hash=cfg.hash(),
-                        code_version=ctx.version, extra=v.get("extra", {}))
+def rows(ctx: Context, run_id: str, *, model: str, protocol: str, seed: int, values: List[Dict[str, Any]],
+         config_hash: str = "") -> List[Measurement]:
+    """Store rows for one cell from plain value dicts {"metric", "value", "extractor", "n", "extra"}."""
+    return [Measurement(run_id=run_id, model=model, protocol=protocol, dataset=ctx.dataset.name, budget=ctx.budget,
+                        seed=seed, metric=v["metric"], value=float(v["value"]), extractor=v.get("extractor", ""),
+                        n_samples=int(v.get("n", 0)), config_hash=config_hash, code_version=ctx.version,
+                        extra=v.get("extra", {}))
             for v in values]
+
+
+def measurements(ctx: Context, cfg: RunConfig, run_id: str, values: List[Dict[str, Any]]) -> List[Measurement]:
+    return rows(ctx, run_id, model=cfg.model, protocol=cfg.protocol or "adhoc", seed=cfg.seed, values=values,
+                config_hash=cfg.hash())
