@@ -1,7 +1,7 @@
 """The paper's ablation family (Table 1), its refinements (Table 2, Table 9) and the conditional model.
 
-Two model classes, each with one config dataclass; every registered name is that class with
-different *defaults* (a generated subclass of the config: same fields, see :func:`_variant`).
+Two model classes, each with one config dataclass; every registered name is that class with other config
+*defaults* (``MODELS.meta(name)["defaults"]``, see ``models.base.default_config``).
 
 * :class:`GAN` (``gan``, ``gan-rd``): SNGAN standard-CNN generator and discriminator without
   spectral norm, gradient penalty 100 (Appendix C).  Its likelihood bound (Section 5) comes from a
@@ -22,11 +22,13 @@ tanh mean for fakes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+
+from common.fields import opt
 
 from .adversarial import GP_WEIGHT, discriminator_losses, g_loss
 from .base import Batch, DataSpec, GenerativeModel, Stage, bits_per_dim, dequantize, register_model
@@ -38,6 +40,8 @@ from .nets import Encoder, Generator, gaussian_log_density, kl_normal
 
 SAMPLE_NOISE = ("mean", "gaussian")
 LC_SCALES = ("per_dim", "per_image")
+GEN_NORMS = ("bn", "wn")
+DISCS = ("simple", "rd")
 
 
 def _check_choice(name: str, value: str, choices) -> None:
@@ -71,15 +75,16 @@ def _iw_bound(log_w: torch.Tensor) -> torch.Tensor:
 # =============================================================================================
 @dataclass
 class GANConfig:
-    z_dim: int = 128                 # latent size (SNGAN: 128, z ~ N(0, I))
-    width: int = 64                  # generator channels at full resolution (512..64 at 32x32)
-    gen_norm: str = "bn"             # bn (SNGAN) | wn
-    disc: str = "simple"             # simple (SNGAN standard CNN, leaky ReLU 0.2) | rd (Table 6)
-    disc_width: int = 64             # simple: 64 (64..512 at 32x32); rd: 16 (Table 6)
-    gp_weight: float = GP_WEIGHT     # gradient-penalty coefficient (Appendix C: 100)
-    enc_width: int = 64              # inference network width (the VAE encoder without heads)
-    infer_steps: int = 20000         # steps of the inference stage (not stated by the paper)
-    conditional: bool = False        # class-conditional G (conditional BN / WN) + projection D (Table 8)
+    z_dim: int = opt(128, min=1)                   # latent size (SNGAN: 128, z ~ N(0, I))
+    width: int = opt(64, min=1)                    # generator channels at full resolution (512..64 at 32x32)
+    gen_norm: str = opt("bn", choices=GEN_NORMS)   # bn (SNGAN) | wn
+    disc: str = opt("simple", choices=DISCS)       # simple (SNGAN standard CNN, leaky ReLU 0.2) | rd (Table 6)
+    disc_width: int = opt(64, min=1)               # simple: 64 (64..512 at 32x32); rd: 16 (Table 6)
+    gp_weight: float = opt(GP_WEIGHT, min=0)       # gradient-penalty coefficient (Appendix C: 100)
+    enc_width: int = opt(64, min=1)                # inference network width (the VAE encoder without heads)
+    infer_steps: int = opt(20000, min=0)           # steps of the inference stage (not stated by the paper;
+    #                                                bounded by train.steps like every stage)
+    conditional: bool = False                      # class-conditional G (conditional BN / WN) + projection D
 
 
 class GAN(GenerativeModel):
@@ -98,9 +103,10 @@ class GAN(GenerativeModel):
         self.log_sigma = nn.Parameter(torch.zeros(()))
         self.register_buffer("infer_steps_done", torch.zeros((), dtype=torch.long))
 
-    def stages(self, steps: int) -> List[Stage]:
+    @classmethod
+    def stage_plan(cls, cfg: GANConfig, steps: int) -> List[Stage]:
         return [Stage("adversarial", ("disc", "gen"), int(steps)),
-                Stage("inference", ("infer",), int(self.cfg.infer_steps))]
+                Stage("inference", ("infer",), int(cfg.infer_steps))]
 
     def phase_parameters(self, phase: str):
         groups = {"disc": lambda: self.D.parameters(), "gen": lambda: self.G.parameters(),
@@ -197,24 +203,29 @@ class ADEConfig:
     flow: bool = True                # f_psi = Real-NVP o logit in front of the VAE (ADE) or not (GDE)
     adversarial: bool = True         # add L_Q and a discriminator (AV-*)
     conditional: bool = False        # class-conditional decoder (CWN, Eq. 16) + projection D
-    z_dim: int = 128                 # top latent z0
-    width: int = 64                  # decoder channels at full resolution (wg: 128)
-    enc_width: int = 64              # encoder channels at full resolution
-    latent_ch: int = 32              # latent channels per layer (Appendix C: 32)
+    z_dim: int = opt(128, min=1)     # top latent z0
+    width: int = opt(64, min=1)      # decoder channels at full resolution (wg: 128)
+    enc_width: int = opt(64, min=1)  # encoder channels at full resolution
+    latent_ch: int = opt(32, min=1)  # latent channels per layer (Appendix C: 32)
     iaf: bool = False                # IAF posterior step per latent layer (Appendix B.2)
-    iaf_hidden: int = 64             # IAF hidden/context channels (a multiple of latent_ch)
-    flow_scales: int = 1             # Real-NVP scales (Appendix C: 1; s2: 2)
-    flow_blocks: int = 3             # residual blocks per s/t net (Section 5.1: 3; Appendix C: 2)
-    flow_mid: int = 32               # s/t net width: with 3 blocks f_psi is 1.4% of AV-ADE (Section 5.1)
-    flow_couplings: int = 3          # couplings per scale (Appendix C: "three Real-NVP layers")
+    iaf_hidden: int = opt(64, min=1)  # IAF hidden/context channels (a multiple of latent_ch)
+    flow_scales: int = opt(1, min=1)  # Real-NVP scales (Appendix C: 1; s2: 2)
+    flow_blocks: int = opt(3, min=1)  # residual blocks per s/t net (Section 5.1: 3; Appendix C: 2)
+    flow_mid: int = opt(32, min=1)   # s/t net width: with 3 blocks f_psi is 1.4% of AV-ADE (Section 5.1)
+    flow_couplings: int = opt(3, min=1)  # couplings per scale (Appendix C: "three Real-NVP layers")
     flow_adv_grad: bool = False      # let L_Q's gradient reach psi (Appendix C: f trained by MLE only)
-    disc: str = "simple"             # simple | rd
-    disc_width: int = 64             # simple: 64; rd: 16
-    gp_weight: float = GP_WEIGHT     # Appendix C: 100
-    adv_weight: float = 100.0        # lambda on L_Q (Appendix C: 100)
-    lc_scale: str = "per_dim"        # L_C in nats per dimension (per_dim) or per image (per_image)
-    sample_noise: str = "mean"       # samples/L_Q fakes: f^{-1}(mu(z)) (Eq. 5) | f^{-1}(mu + sigma eps) (Alg. 1)
+    disc: str = opt("simple", choices=DISCS)  # simple | rd
+    disc_width: int = opt(64, min=1)  # simple: 64; rd: 16
+    gp_weight: float = opt(GP_WEIGHT, min=0)  # Appendix C: 100
+    adv_weight: float = opt(100.0, min=0)     # lambda on L_Q (Appendix C: 100)
+    lc_scale: str = opt("per_dim", choices=LC_SCALES)  # L_C in nats per dimension (per_dim) or per image
+    sample_noise: str = opt("mean", choices=SAMPLE_NOISE)  # samples/L_Q fakes: f^{-1}(mu(z)) (Eq. 5) |
+    #                                                        f^{-1}(mu + sigma eps) (Alg. 1)
     log_sigma_init: float = 0.0      # initial log of the isotropic decoder sigma
+
+    #: fields that only matter with a discriminator / with f_psi / with IAF steps
+    ADVERSARIAL_KEYS = ("disc", "disc_width", "gp_weight", "adv_weight", "flow_adv_grad")
+    FLOW_KEYS = ("flow_scales", "flow_blocks", "flow_mid", "flow_couplings", "flow_adv_grad")
 
 
 class ADE(GenerativeModel):
@@ -227,7 +238,7 @@ class ADE(GenerativeModel):
         if cfg.conditional and data.n_classes < 1:
             raise ValueError("a conditional model needs labelled data (DataSpec.n_classes > 0)")
         self.conditional = bool(cfg.conditional)
-        self.phases = ("disc", "gen") if cfg.adversarial else ("main",)
+        self.phases = self.phases_for(cfg)
         self.n_classes = data.n_classes if cfg.conditional else 0
         c, r = data.channels, data.resolution
         self.vae = TopDownVAE(c, r, cfg.width, cfg.z_dim, cfg.latent_ch, cfg.enc_width, cfg.iaf,
@@ -238,6 +249,21 @@ class ADE(GenerativeModel):
             if cfg.flow else None
         self.D = build_discriminator(cfg.disc, c, r, cfg.disc_width, self.n_classes) \
             if cfg.adversarial else None
+
+    @staticmethod
+    def phases_for(cfg: ADEConfig) -> Tuple[str, ...]:
+        return ("disc", "gen") if cfg.adversarial else ("main",)
+
+    @classmethod
+    def stage_plan(cls, cfg: ADEConfig, steps: int) -> List[Stage]:
+        return [Stage("main", cls.phases_for(cfg), int(steps))]
+
+    @classmethod
+    def inactive_keys(cls, cfg: ADEConfig) -> Tuple[str, ...]:
+        off = set() if cfg.adversarial else set(ADEConfig.ADVERSARIAL_KEYS)
+        off |= set() if cfg.flow else set(ADEConfig.FLOW_KEYS)
+        off |= set() if cfg.iaf else {"iaf_hidden"}
+        return tuple(sorted(off))
 
     # ---- spaces ----------------------------------------------------------------------------
     def _features(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -369,90 +395,42 @@ class ADE(GenerativeModel):
 
 
 # =============================================================================================
-# Registration: one config class per family, a generated subclass per name for its defaults
+# Registration: one class per family; a name is that class with different config defaults (what the
+# name means).  How wide and how long each name trains at each budget is protocols/presets.py.
 # =============================================================================================
-def _variant(base: type, name: str, **defaults) -> type:
-    """A dataclass subclass of ``base`` that differs only in its defaults (a named, picklable type)."""
-    fields_ = base.__dataclass_fields__
-    unknown = set(defaults) - set(fields_)
-    if unknown:
-        raise ValueError(f"unknown config fields for {base.__name__}: {sorted(unknown)}")
-    cls = make_dataclass(name, [(k, fields_[k].type, field(default=v)) for k, v in defaults.items()],
-                         bases=(base,), namespace={"__module__": __name__})
-    globals()[name] = cls
-    return cls
-
-
-def _presets(kind: str, defaults: dict) -> Dict[str, dict]:
-    """Per-budget presets: ``paper`` = defaults (32x32 CIFAR widths), ``cpu`` (digits), ``smoke`` (tests).
-
-    The cpu preset lowers the gradient penalty to 10: on 8x8 digits GP 100 kept every adversarial model's
-    discriminator at or above chance (models/README.md has the numbers)."""
-    m = 2 if defaults.get("width") == 128 else 1                # wg: twice the decoder channels
-    rd = defaults.get("disc") == "rd"                             # Table 6 D: base width 16, not 64
-    small = {"width": 4 * m, "enc_width": 4, "disc_width": 2 if rd else 4, "z_dim": 8}
-    cpu = {"width": 32 * m, "enc_width": 32, "disc_width": 8 if rd else 32, "z_dim": 32}
-    if kind in ("gan", "avgde", "avade"):
-        cpu["gp_weight"] = CPU_GP_WEIGHT
-    if kind == "gan":
-        return {"paper": {}, "smoke": {**small, "infer_steps": 2},
-                "cpu": {**cpu, "infer_steps": CPU_STEPS["gan-infer"], "train.steps": CPU_STEPS["gan"]}}
-    small.update(latent_ch=4, iaf_hidden=8, flow_mid=8)
-    cpu.update(latent_ch=8, iaf_hidden=16, flow_mid=16)
-    if "flow_blocks" not in defaults:  # the Table 9 names fix their own block count
-        small["flow_blocks"], cpu["flow_blocks"] = 1, 2
-    return {"paper": {}, "smoke": small, "cpu": {**cpu, "train.steps": CPU_STEPS[kind]}}
-
-
-#: cpu-budget step counts (digits, 8x8, batch 64): each model trains in about 30-45 s (models/README.md)
-CPU_STEPS = {"gan": 2000, "gan-infer": 500, "vae": 2000, "vade": 600, "avgde": 600, "avade": 400}
-#: gradient-penalty coefficient of the cpu budget (the paper's 100 stalls D on 8x8 digits)
-CPU_GP_WEIGHT = 10.0
-
 _TABLE1 = "Table 1 row {}"
-_REGISTRY: List[Tuple[str, type, dict, str, str, str]] = [
-    # name, model class, config defaults, preset kind, description, paper row
-    ("gan", GAN, {}, "gan", "SNGAN standard-CNN GAN, GP 100; BPD via an inference net around frozen G",
-     _TABLE1.format("GAN")),
-    ("gan-rd", GAN, {"disc": "rd", "disc_width": 16}, "gan", "GAN with the residual discriminator",
-     "Table 2 row GAN (rd)"),
-    ("gan-cond", GAN, {"conditional": True}, "gan",
-     "class-conditional GAN: conditional batch norm in G + projection D", "Table 8 row GAN"),
-    ("vae", ADE, {"flow": False, "adversarial": False}, "vae",
-     "top-down hierarchical VAE, Gaussian decoder in [-1,1] space", _TABLE1.format("VAE")),
-    ("vade", ADE, {"adversarial": False, "sample_noise": "gaussian"}, "vade",
-     "VAE in the feature space of f_psi (MLE only)", _TABLE1.format("V-ADE")),
-    ("avgde", ADE, {"flow": False}, "avgde", "VAE + adversarial loss, Gaussian decoder (no f_psi)",
-     _TABLE1.format("AV-GDE")),
-    ("avade", ADE, {}, "avade", "AV-ADE: L_C with f_psi + lambda L_Q", _TABLE1.format("AV-ADE")),
-    ("avade-rd", ADE, {"disc": "rd", "disc_width": 16}, "avade", "AV-ADE, residual D",
-     "Table 2 row AV-ADE (rd)"),
-    ("avade-iaf-rd", ADE, {"iaf": True, "disc": "rd", "disc_width": 16}, "avade",
-     "AV-ADE, IAF posterior, residual D", "Table 2 row AV-ADE (iaf, rd)"),
-    ("avade-wg-rd", ADE, {"width": 128, "disc": "rd", "disc_width": 16}, "avade",
-     "AV-ADE, 2x decoder channels, residual D", "Table 2 row AV-ADE (wg, rd)"),
-    ("avade-s2", ADE, {"flow_scales": 2}, "avade", "AV-ADE with a 2-scale f_psi", "Table 2 row AV-ADE (s2)"),
-    ("avade-cond", ADE, {"conditional": True}, "avade",
-     "class-conditional AV-ADE: CWN decoder (Eq. 16) + projection D", "Table 8 row AV-ADE"),
+_REGISTRY: List[Tuple[str, type, dict, str, str]] = [
+    # name, model class, config defaults, description, paper row
+    ("gan", GAN, {}, "SNGAN standard-CNN GAN, GP 100; BPD via an inference net around frozen G", _TABLE1.format("GAN")),
+    ("gan-rd", GAN, {"disc": "rd", "disc_width": 16}, "GAN with the residual discriminator", "Table 2 row GAN (rd)"),
+    ("gan-cond", GAN, {"conditional": True}, "class-conditional GAN: conditional batch norm in G + projection D",
+     "Table 8 row GAN"),
+    ("vae", ADE, {"flow": False, "adversarial": False}, "top-down hierarchical VAE, Gaussian decoder in [-1,1] space",
+     _TABLE1.format("VAE")),
+    ("vade", ADE, {"adversarial": False, "sample_noise": "gaussian"}, "VAE in the feature space of f_psi (MLE only)",
+     _TABLE1.format("V-ADE")),
+    ("avgde", ADE, {"flow": False}, "VAE + adversarial loss, Gaussian decoder (no f_psi)", _TABLE1.format("AV-GDE")),
+    ("avade", ADE, {}, "AV-ADE: L_C with f_psi + lambda L_Q", _TABLE1.format("AV-ADE")),
+    ("avade-rd", ADE, {"disc": "rd", "disc_width": 16}, "AV-ADE, residual D", "Table 2 row AV-ADE (rd)"),
+    ("avade-iaf-rd", ADE, {"iaf": True, "disc": "rd", "disc_width": 16}, "AV-ADE, IAF posterior, residual D",
+     "Table 2 row AV-ADE (iaf, rd)"),
+    ("avade-wg-rd", ADE, {"width": 128, "disc": "rd", "disc_width": 16}, "AV-ADE, 2x decoder channels, residual D",
+     "Table 2 row AV-ADE (wg, rd)"),
+    ("avade-s2", ADE, {"flow_scales": 2}, "AV-ADE with a 2-scale f_psi", "Table 2 row AV-ADE (s2)"),
+    ("avade-cond", ADE, {"conditional": True}, "class-conditional AV-ADE: CWN decoder (Eq. 16) + projection D",
+     "Table 8 row AV-ADE"),
 ]
-_REGISTRY += [(f"avade-s{s}b{b}", ADE, {"flow_scales": s, "flow_blocks": b}, "avade",
+#: Table 9: (scales, blocks) of f_psi for AV-ADE (a) and V-ADE (b)
+TABLE9_AVADE = ((1, 2), (2, 2), (2, 4), (3, 3))
+TABLE9_VADE = ((1, 2), (2, 2), (3, 2), (4, 1))
+_REGISTRY += [(f"avade-s{s}b{b}", ADE, {"flow_scales": s, "flow_blocks": b},
                f"AV-ADE, f_psi with {s} scale(s) and {b} residual blocks", f"Table 9a row {s}/{b}")
-              for s, b in ((1, 2), (2, 2), (2, 4), (3, 3))]
+              for s, b in TABLE9_AVADE]
 _REGISTRY += [(f"vade-s{s}b{b}", ADE, {"adversarial": False, "sample_noise": "gaussian", "flow_scales": s,
-                                       "flow_blocks": b}, "vade",
+                                       "flow_blocks": b},
                f"V-ADE, f_psi with {s} scale(s) and {b} residual blocks", f"Table 9b row {s}/{b}")
-              for s, b in ((1, 2), (2, 2), (3, 2), (4, 1))]
+              for s, b in TABLE9_VADE]
 
-
-def _register_all() -> None:
-    for name, cls, defaults, kind, desc, paper in _REGISTRY:
-        base = GANConfig if cls is GAN else ADEConfig
-        cfg = base if not defaults else _variant(base, _config_name(name), **defaults)
-        register_model(name, config=cfg, presets=_presets(kind, defaults), description=desc, paper=paper)(cls)
-
-
-def _config_name(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("-")) + "Config"
-
-
-_register_all()
+for _name, _cls, _defaults, _desc, _paper in _REGISTRY:
+    register_model(_name, config=GANConfig if _cls is GAN else ADEConfig, defaults=_defaults, description=_desc,
+                   paper=_paper)(_cls)

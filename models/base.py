@@ -27,6 +27,7 @@ returned in u-space and turned back into levels by :func:`quantize`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -34,7 +35,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .registry import Registry
+from common.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,22 @@ class GenerativeModel(nn.Module):
         self.data = data
 
     # ---- training -------------------------------------------------------------
+    @classmethod
+    def stage_plan(cls, cfg, steps: int) -> List[Stage]:
+        """The training schedule of a model with config ``cfg`` for ``steps`` main steps, known before the
+        model is built (the dry run shows it).  Every stage is bounded by ``steps``: a quick try with a
+        small ``train.steps`` never runs a long extra stage (e.g. the GAN's inference network)."""
+        return [Stage("main", tuple(cls.phases), int(steps))]
+
+    @classmethod
+    def inactive_keys(cls, cfg) -> Tuple[str, ...]:
+        """Config fields that have no effect under ``cfg`` (e.g. the discriminator's width of a model without
+        one): an override of such a key does not reach this model."""
+        return ()
+
     def stages(self, steps: int) -> List[Stage]:
-        return [Stage("main", tuple(self.phases), int(steps))]
+        return [Stage(s.name, s.phases, min(int(s.steps), int(steps)))
+                for s in type(self).stage_plan(self.cfg, steps)]
 
     def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:
         if phase != "main":
@@ -140,16 +155,26 @@ class GenerativeModel(nn.Module):
         return next(self.parameters()).device
 
 
-#: name -> model class; meta: ``config`` (dataclass type), ``presets`` ({budget: {field: value}}),
-#: ``description`` (one line), ``paper`` (table/row it reproduces, if any)
+#: name -> model class; meta: ``config`` (dataclass type), ``defaults`` ({field: value}: what the name means,
+#: e.g. ``gan-rd`` = the GAN with ``disc="rd"``), ``description`` (one line), ``paper`` (table/row it reproduces).
+#: How big a model is at each budget is not here: budgets and presets are one table, ``protocols/presets.py``.
 MODELS: Registry[type] = Registry("model")
 
 
-def register_model(name: str, *, config: type, presets: Dict[str, dict] | None = None,
+def register_model(name: str, *, config: type, defaults: Dict[str, object] | None = None,
                    description: str = "", paper: str = ""):
-    return MODELS.register(name, config=config, presets=presets or {}, description=description,
-                           paper=paper)
+    defaults = dict(defaults or {})
+    unknown = set(defaults) - {f.name for f in dataclasses.fields(config)}
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown {config.__name__} fields in defaults: {sorted(unknown)}")
+    return MODELS.register(name, config=config, defaults=defaults, description=description, paper=paper)
+
+
+def default_config(name: str):
+    """The config of a registered model name at its own defaults (the paper's sizes)."""
+    meta = MODELS.meta(name)
+    return meta["config"](**meta["defaults"])
 
 
 def build_model(name: str, cfg, data: DataSpec) -> GenerativeModel:
-    return MODELS.get(name)(cfg, data)
+    return MODELS.get(name)(cfg if cfg is not None else default_config(name), data)

@@ -33,6 +33,8 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from common.fields import opt
+
 from .adversarial import discriminator_losses, g_loss, gradient_penalty
 from .base import Batch, DataSpec, GenerativeModel, bits_per_dim, dequantize, register_model
 from .discriminators import build_discriminator
@@ -59,36 +61,36 @@ class CenterTransform(nn.Module):
 class RealNVPConfig:
     """Defaults: Dinh et al.'s CIFAR-10 model (8 residual blocks, 64 features, 2 scales, 4 final couplings)."""
 
-    scales: int = 2                # multi-scale levels (each non-final one halves the resolution)
-    blocks: int = 8                # residual blocks per s/t network
-    mid: int = 64                  # s/t width at the first scale (doubles per scale)
-    couplings: int = 3             # checkerboard (and channel-wise) couplings per non-final scale
-    final_couplings: int = 4       # checkerboard couplings at the last scale
-    bn_in_st: bool = True          # BatchNorm inside the s/t networks (references: yes)
-    alpha: float = 0.05            # logit transform constant (TF real_nvp data_constraint 0.9)
-    temperature: float = 1.0       # std of the N(0, I) draws used by sample() (training always uses 1)
+    scales: int = opt(2, min=1)             # multi-scale levels (each non-final one halves the resolution)
+    blocks: int = opt(8, min=1)             # residual blocks per s/t network
+    mid: int = opt(64, min=1)               # s/t width at the first scale (doubles per scale)
+    couplings: int = opt(3, min=1)          # checkerboard (and channel-wise) couplings per non-final scale
+    final_couplings: int = opt(4, min=1)    # checkerboard couplings at the last scale
+    bn_in_st: bool = True                   # BatchNorm inside the s/t networks (references: yes)
+    alpha: float = opt(0.05, min=0, below=0.5)  # logit transform constant (TF real_nvp data_constraint 0.9)
+    temperature: float = opt(1.0, above=0)  # std of the N(0, I) draws used by sample() (training always uses 1)
 
 
 @dataclass
 class GlowConfig:
     """Defaults: Glow's CIFAR-10 model (3 levels of 32 steps, 512 hidden channels, affine couplings)."""
 
-    levels: int = 3                # squeeze + steps [+ split] levels
-    depth: int = 32                # flow steps (actnorm, 1x1 conv, coupling) per level
-    hidden: int = 512              # coupling network width
-    learned_prior: bool = True     # Glow's learned split prior (False: N(0, 1) on factored dims)
-    temperature: float = 1.0
+    levels: int = opt(3, min=1)             # squeeze + steps [+ split] levels
+    depth: int = opt(32, min=1)             # flow steps (actnorm, 1x1 conv, coupling) per level
+    hidden: int = opt(512, min=1)           # coupling network width
+    learned_prior: bool = True              # Glow's learned split prior (False: N(0, 1) on factored dims)
+    temperature: float = opt(1.0, above=0)
 
 
 @dataclass
 class FlowGANConfig(RealNVPConfig):
     """Real-NVP generator + discriminator; hybrid weighting of Flow-GAN's CIFAR "Hybrid" command."""
 
-    like_reg: float = 20.0         # generator loss = NLL + L_adv / like_reg (Flow-GAN --like_reg 20)
-    adv_loss: str = "wgan"         # wgan: Flow-GAN's critic (--f_div wgan) | ce: the paper's L_D (Sec. 3)
-    gp_weight: float = 10.0        # gradient-penalty weight (Flow-GAN --reg 10; the AV-ADE paper uses 100)
-    disc: str = "simple"           # simple | rd (models.discriminators)
-    disc_width: int = 64
+    like_reg: float = opt(20.0, above=0)    # generator loss = NLL + L_adv / like_reg (Flow-GAN --like_reg 20)
+    adv_loss: str = opt("wgan", choices=("wgan", "ce"))  # wgan: Flow-GAN's critic | ce: the paper's L_D (Sec. 3)
+    gp_weight: float = opt(10.0, min=0)     # gradient-penalty weight (Flow-GAN --reg 10; the AV-ADE paper uses 100)
+    disc: str = opt("simple", choices=("simple", "rd"))  # models.discriminators
+    disc_width: int = opt(64, min=1)
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -214,28 +216,13 @@ class FlowGAN(RealNVPModel):
         return out
 
 
-# ---- registration ------------------------------------------------------------------------------
-_REALNVP_PRESETS = {
-    "smoke": {"scales": 2, "blocks": 1, "mid": 8, "couplings": 2, "final_couplings": 2},
-    "cpu": {"scales": 2, "blocks": 2, "mid": 32, "couplings": 3, "final_couplings": 4,
-            "train.steps": 300, "train.grad_clip": 100.0},
-    "paper": {"train.grad_clip": 100.0},
-}
-
-register_model("realnvp", config=RealNVPConfig, presets=_REALNVP_PRESETS,
+# ---- registration (budget presets: protocols/presets.py) ---------------------------------------
+register_model("realnvp", config=RealNVPConfig,
                description="Real-NVP (Dinh et al. 2017), multi-scale, trained by maximum likelihood",
                paper="Table 3, MLE: Real-NVP")(RealNVPModel)
-
-register_model("glow", config=GlowConfig, presets={
-    "smoke": {"levels": 2, "depth": 2, "hidden": 8},
-    "cpu": {"levels": 2, "depth": 8, "hidden": 64, "train.steps": 600, "train.grad_clip": 100.0},
-    "paper": {"train.grad_clip": 100.0},
-}, description="Glow (Kingma & Dhariwal 2018): actnorm, invertible 1x1 conv, affine coupling",
-    paper="Table 3, MLE: Glow")(GlowModel)
-
-register_model("flowgan", config=FlowGANConfig, presets={
-    "smoke": {**_REALNVP_PRESETS["smoke"], "disc_width": 8},
-    "cpu": {**_REALNVP_PRESETS["cpu"], "disc_width": 32, "train.steps": 100},
-    "paper": {"train.grad_clip": 100.0},
-}, description="Flow-GAN hybrid (Grover et al. 2018): Real-NVP generator, MLE + adversarial loss",
-    paper="Table 3, Hybrid (L): FlowGan(H)")(FlowGAN)
+register_model("glow", config=GlowConfig,
+               description="Glow (Kingma & Dhariwal 2018): actnorm, invertible 1x1 conv, affine coupling",
+               paper="Table 3, MLE: Glow")(GlowModel)
+register_model("flowgan", config=FlowGANConfig,
+               description="Flow-GAN hybrid (Grover et al. 2018): Real-NVP generator, MLE + adversarial loss",
+               paper="Table 3, Hybrid (L): FlowGan(H)")(FlowGAN)

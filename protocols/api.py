@@ -1,4 +1,19 @@
-"""The Python API that ``python -m protocols.run`` is a thin shell over."""
+"""The Python API that ``python -m protocols.run`` is a thin shell over.
+
+Importing it loads every registry (models, metrics, datasets, protocols)::
+
+    from protocols.api import run_protocol
+    from leaderboard.build import build
+    res = run_protocol("ablation", dataset="digits", budget="smoke", seeds=2)
+    build(res.store_path, "leaderboard/site")            # the page, as the CLI does at the end
+
+The driver: every cell of the run is resolved and checked first (names, overrides, values, the device, the
+Inception file, that the dataset suits the extractor); then each cell is identified (protocol, dataset
+content, model, config hash, extractor identity, seed), skipped only when exactly that identity is stored
+(``fresh=True`` retrains it), claimed in the store so no two processes train it, trained and evaluated, and
+its rows committed together with the run's 'done' mark.  Claims and the summary table are computed on the
+configurations of this run only.
+"""
 from __future__ import annotations
 
 import os
@@ -6,14 +21,15 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, stdev
-from typing import Any, Dict, List, Optional, Sequence
-
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import distributed as D
+from . import tables  # noqa: F401  (registers the paper's protocols)
 from .base import PROTOCOLS, Context, Protocol
 from .claims import Values
-from .config import BUDGETS, ConfigError, resolve
+from .config import BUDGETS, ConfigError, RunConfig, has_key, resolve, split_override
 from .datasets import load_dataset
+from .pipeline import Cell, extractor_identity
 from .store import ResultsStore
 
 
@@ -33,8 +49,9 @@ class ProtocolResult:
     budget: str
     cells: List[CellOutcome]
     claims: List[dict]
-    table: Dict[str, Dict[str, Dict[str, Any]]]    # model -> metric -> {mean, std, n, extractor}
-    leaderboard: Optional[Path] = None
+    table: Dict[str, Dict[str, Dict[str, Any]]]    # model -> metric -> {mean, std, n}
+    configs: Dict[str, str] = field(default_factory=dict)   # model -> config hash of this run
+    store_path: Optional[Path] = None
 
 
 def default_results() -> Path:
@@ -49,28 +66,140 @@ def default_out() -> Path:
     return Path(os.environ.get("AVADE_RUNS", "runs"))
 
 
-def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,)) -> List[tuple]:
+# ---- planning: every cell resolved and checked before any work --------------------------------------
+def model_names(p: Protocol, models: Optional[Sequence[str]] = None) -> List[str]:
+    names: List[str] = []
+    for m in models or p.models:
+        name = p.resolve_model(m)
+        if p.trains_models:
+            from models import MODELS
+            MODELS.get(name)        # unknown model: a one-line error listing the valid ones
+        elif name not in p.models:
+            raise ConfigError(f"unknown cell {m!r} of protocol {p.name}; its cells: {', '.join(p.models)}")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _scoped(p: Protocol, names: List[str], overrides: Dict[str, str]) -> Dict[str, str]:
+    """Overrides with model scopes mapped through the protocol's aliases; a scope outside the run is an error."""
+    out = {}
+    for key, value in overrides.items():
+        scope, dotted = split_override(key)
+        if scope is not None:
+            target = p.resolve_model(scope)
+            if target not in names:
+                raise ConfigError(f"--set {key}: {scope!r} is not a model of this run (models: {', '.join(names)}); "
+                                  f"use {dotted} for every model, or --model {scope}")
+            key = f"{target}.{dotted.partition('model.')[2] if dotted.startswith('model.') else dotted}"
+        out[key] = value
+    return out
+
+
+def resolve_cell(p: Protocol, model: str, seed: int, *, dataset: str, budget: str, overrides: Dict[str, str],
+                 world: int = 1) -> RunConfig:
+    return resolve(model, dataset=dataset, budget=budget, seed=seed, protocol=p.name, overrides=overrides,
+                   protocol_defaults=p.defaults, model_defaults=p.model_defaults.get(model), world=world,
+                   registered=p.trains_models)
+
+
+def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,), *,
+         dataset: str = "digits", budget: str = "cpu", overrides: Optional[Dict[str, str]] = None,
+         world: int = 1) -> Tuple[List[RunConfig], Dict[str, List[str]]]:
+    """Every cell's resolved config, and which models each override reached (an override that reaches no
+    model of the run is an error)."""
     p = PROTOCOLS.get(protocol)
-    names = [p.resolve_model(m) for m in (models or p.models)]
-    return [(m, s) for m in names for s in seeds]
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGETS)}")
+    names = model_names(p, models)
+    over = _scoped(p, names, dict(overrides or {}))
+    cfgs = [resolve_cell(p, m, s, dataset=dataset, budget=budget, overrides=over, world=world)
+            for m in names for s in seeds]
+    reach = {key: sorted({c.model for c in cfgs if key in c.applied}) for key in over}
+    for key, reached in reach.items():
+        if not reached:
+            raise ConfigError(_unreached(key, cfgs))
+    return cfgs, reach
 
 
-def stored_values(store: ResultsStore, protocol: str, dataset: str, budget: str) -> Values:
+def _unreached(key: str, cfgs: List[RunConfig]) -> str:
+    models = sorted({c.model for c in cfgs})
+    having = [c.model for c in cfgs if has_key(c, key)]
+    if not having:
+        return (f"unknown config key {key!r} for {', '.join(models)}; see --dry-run for every key "
+                f"(a model key applies to the models that have it)")
+    return (f"--set {key} has no effect on {', '.join(sorted(set(having)))} (their configuration does not use it, "
+            f"e.g. a discriminator setting on a model without one)")
+
+
+# ---- preflight: what would fail late fails now -----------------------------------------------------------
+def preflight_extractors(p: Protocol, cfgs: List[RunConfig]) -> None:
+    """Load the Inception network once when any cell will need it (seconds, not the hours of a paper run)."""
+    import metrics
+    if p.extractor is not None:
+        return
+    for weights in sorted({c.eval.inception_weights for c in cfgs if c.eval.extractor == "inception"}):
+        metrics.load_extractor("inception", levels=256, inception_weights=weights or None)
+
+
+def preflight_data(p: Protocol, ds, cfgs: List[RunConfig]) -> None:
+    """Checks that need the dataset: labels, the extractor, the batch size, and each model's structure."""
+    if p.needs_labels and ds.train_y is None:
+        raise ConfigError(f"protocol {p.name} needs class labels, and dataset {ds.name} has no labels")
+    if p.extractor is None and ds.train_y is None and any(c.eval.extractor == "domain" for c in cfgs):
+        raise ConfigError(f"the domain extractor is a classifier and {ds.name} has no labels: use "
+                          f"--set eval.extractor=inception with --inception-weights FILE")
+    for c in cfgs:
+        if c.train.batch_size * c.world > len(ds.train_x):
+            raise ConfigError(f"{c.model}: train.batch_size={c.train.batch_size} x {c.world} process(es) exceeds "
+                              f"the {len(ds.train_x)} training images of {ds.name}; lower train.batch_size")
+    if p.trains_models:
+        _check_builds(cfgs, ds.spec)
+
+
+def _check_builds(cfgs: List[RunConfig], spec) -> None:
+    """Build each distinct model on the meta device (no memory, no compute): structural errors now."""
+    import torch
+    from models import build_model
+    seen = set()
+    for c in cfgs:
+        if c.hash() in seen:
+            continue
+        seen.add(c.hash())
+        try:
+            with torch.device("meta"):
+                build_model(c.model, c.model_cfg, spec)
+        except (ValueError, KeyError, RuntimeError, AssertionError, ZeroDivisionError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"{c.model} cannot be built for {spec.channels}x{spec.resolution}x{spec.resolution} "
+                              f"images with this configuration: {msg}") from None
+
+
+# ---- stored values, claims and the summary, per configuration -----------------------------------------
+def stored_values(store: ResultsStore, groups: Dict[str, str]) -> Values:
+    """model -> metric -> values over seeds, from the rows of each model's group (one configuration); when a
+    seed was measured more than once (--fresh), its newest value counts."""
+    by_key = {g: m for m, g in groups.items()}
+    newest: Dict[tuple, float] = {}
+    for r in store.query("SELECT group_key, seed, metric, value FROM measurements WHERE group_key IN (%s) "
+                         "ORDER BY id" % ",".join("?" * len(by_key)), tuple(by_key)) if by_key else []:
+        newest[(by_key[r["group_key"]], r["seed"], r["metric"])] = r["value"]
     vals: Values = {}
-    for r in store.measurements(protocol=protocol, dataset=dataset, budget=budget):
-        vals.setdefault(r["model"], {}).setdefault(r["metric"], []).append(r["value"])
+    for (model, _seed, metric), v in sorted(newest.items()):
+        vals.setdefault(model, {}).setdefault(metric, []).append(v)
     return vals
 
 
-def evaluate_claims(p: Protocol, store: ResultsStore, dataset: str, budget: str, extractor: str) -> List[dict]:
-    values = stored_values(store, p.name, dataset, budget)
+def evaluate_claims(p: Protocol, store: ResultsStore, dataset: str, budget: str, extractor: str,
+                    groups: Dict[str, str], configs: Dict[str, str]) -> List[dict]:
+    values = stored_values(store, groups)
     out = []
     for c in p.claims:
         status, evidence = c.check(values)
         if D.is_main():
             store.add_claim(protocol=p.name, dataset=dataset, budget=budget, claim_id=c.id, text=c.text,
-                            status=status, evidence=evidence, extractor=extractor)
-        out.append({"id": c.id, "text": c.text, "status": status, "evidence": evidence})
+                            status=status, evidence=evidence, extractor=extractor, configs=configs)
+        out.append({"id": c.id, "text": c.text, "status": status, "evidence": evidence, "configs": configs})
     return out
 
 
@@ -83,81 +212,119 @@ def summarise(values: Values) -> Dict[str, Dict[str, Dict[str, Any]]]:
     return table
 
 
-def preflight(cells, p: Protocol, dataset: str, budget: str, overrides: Optional[Dict[str, str]]) -> None:
-    """Resolve every cell's config (bad names and overrides fail here) and fail before any training when
-    evaluation would fail at the end (missing or unreadable Inception weights): the network is loaded once
-    here, which costs seconds, not the hours of a paper run."""
-    import metrics
-    over = overrides or {}
-    if p.trains_models:
-        evals = [resolve(m, dataset=dataset, budget=budget, seed=s, protocol=p.name, overrides=overrides,
-                         model_defaults=p.model_defaults.get(m)).eval for m, s in cells]
-        needs = [(e.extractor, e.inception_weights or None) for e in evals]
-    else:
-        needs = [(over.get("eval.extractor") or BUDGETS[budget].get("eval.extractor", "domain"),
-                  over.get("eval.inception_weights") or None)]
-    if p.extractor is not None:  # the protocol fixes its own (e.g. Table 8's classifier)
-        return
-    for extractor, weights in sorted(set(needs), key=str):
-        if extractor == "inception":
-            metrics.load_extractor("inception", levels=256, inception_weights=weights)
-
-
+# ---- the driver --------------------------------------------------------------------------------------------
 def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, dataset: str = "digits",
                  budget: str = "cpu", seed: int = 0, seeds: Optional[int] = None,
                  data_root: Optional[str] = None, download: bool = False, results: Optional[Path] = None,
                  out: Optional[Path] = None, overrides: Optional[Dict[str, str]] = None, resume: bool = False,
-                 progress: bool = True, build_leaderboard: bool = True, debug: bool = False,
-                 site: Optional[Path] = None) -> ProtocolResult:
+                 fresh: bool = False, progress: bool = True, debug: bool = False) -> ProtocolResult:
     p = PROTOCOLS.get(protocol)
-    if budget not in BUDGETS:
-        raise ConfigError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGETS)}")
     n_seeds = seeds if seeds is not None else p.seeds
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {n_seeds}")
-    cells = plan(protocol, models, range(seed, seed + n_seeds))
-    # every name and override is resolved (and checked) here, before any data is loaded or trained
-    preflight(cells, p, dataset, budget, overrides)
-    device = D.init_from_env(overrides.get("train.device", "auto") if overrides else "auto")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, not {seed}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cfgs, _ = plan(protocol, models, range(seed, seed + n_seeds), dataset=dataset, budget=budget,
+                   overrides=overrides, world=world)
+    devices = {c.train.device for c in cfgs}
+    if len(devices) > 1:
+        raise ConfigError(f"the cells of one run must share train.device, got {', '.join(sorted(devices))}")
+    preflight_extractors(p, cfgs)
+    device = D.init_from_env(cfgs[0].train.device)
     ds = load_dataset(dataset, data_root=data_root, download=download)
-    if p.needs_labels and ds.train_y is None:
-        raise ConfigError(f"protocol {p.name} needs class labels, and dataset {ds.name} has none")
+    preflight_data(p, ds, cfgs)
     store = ResultsStore(results or default_results())
     out_dir = Path(out or default_out())
     ctx = Context(dataset=ds, budget=budget, store=store, out_dir=out_dir, device=device,
                   overrides=dict(overrides or {}), resume=resume, cache_dir=out_dir / "cache", progress=progress)
-    outcomes: List[CellOutcome] = []
-    for model, s in cells:
-        if store.has_cell(protocol=p.name, dataset=ds.name, budget=budget, model=model, seed=s, metrics=p.metrics):
-            ctx.log(f"[{p.name}] {model} seed {s}: already in the store, skipped")
-            outcomes.append(CellOutcome(model, s, "skipped"))
-            continue
-        ctx.log(f"[{p.name}] {model} seed {s}: training and evaluating on {ds.name} ({budget} budget)")
+    cells = [Cell(p, c.model, c.seed, c, ds.name, ds.content_hash, extractor_identity(ctx, p, c)) for c in cfgs]
+    outcomes = _run_cells(p, ctx, cells, fresh=fresh, debug=debug)
+    claim_cfgs, _ = plan(protocol, None, [seed], dataset=dataset, budget=budget,
+                         overrides={k: v for k, v in (overrides or {}).items()
+                                    if split_override(k)[0] is None}, world=world) \
+        if p.claims else ([], {})
+    groups = {c.model: c.group_key for c in cells}
+    for c in claim_cfgs:  # models of the claims that this run did not train: the same configuration rules
+        groups.setdefault(c.model, Cell(p, c.model, c.seed, c, ds.name, ds.content_hash,
+                                        extractor_identity(ctx, p, c)).group_key)
+    configs = {m: next(c.cfg.hash() for c in cells if c.model == m) for m in dict.fromkeys(c.model for c in cells)}
+    extractor = p.extractor or cfgs[0].eval.extractor
+    claims = evaluate_claims(p, store, ds.name, budget, extractor, groups,
+                             {**{c.model: c.hash() for c in claim_cfgs}, **configs})
+    table = summarise(stored_values(store, {m: groups[m] for m in configs}))
+    D.barrier()
+    return ProtocolResult(p.name, ds.name, budget, outcomes, claims, table, configs, store.path)
+
+
+def _run_cells(p: Protocol, ctx: Context, cells: List[Cell], *, fresh: bool, debug: bool) -> List[CellOutcome]:
+    """Each cell once: skip stored ones, claim the rest; cells another process is training are waited for at
+    the end (and then skipped if it stored them)."""
+    outcomes: Dict[int, CellOutcome] = {}
+    deferred = []
+    for i, cell in enumerate(cells):
+        outcome = _try_cell(p, ctx, cell, fresh=fresh, debug=debug, wait=False)
+        if outcome is None:
+            deferred.append(i)
+        else:
+            outcomes[i] = outcome
+    for i in deferred:
+        outcomes[i] = _try_cell(p, ctx, cells[i], fresh=False, debug=debug, wait=True)
+    return [outcomes[i] for i in range(len(cells))]
+
+
+def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool, wait: bool
+              ) -> Optional[CellOutcome]:
+    tag = f"[{p.name}] {cell.model} seed {cell.seed}"
+    claim, decision = None, "train"
+    if D.is_main():
+        if not fresh and ctx.store.has_cell(cell.cell_key, p.metrics):
+            decision = "stored"
+        else:
+            claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=False)
+            if claim is None and not wait:
+                holder = ctx.store.claim_holder(cell.cell_key) or {}
+                ctx.log(f"{tag}: being trained by process {holder.get('pid', '?')} on {holder.get('host', '?')}; "
+                        f"coming back to it after the other cells")
+                decision = "busy"
+            elif claim is None:
+                holder = ctx.store.claim_holder(cell.cell_key) or {}
+                ctx.log(f"{tag}: waiting for process {holder.get('pid', '?')} on {holder.get('host', '?')}, which "
+                        f"is training this cell (Ctrl-C stops waiting; finished cells are stored)")
+                claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=True)
+            if claim is not None and ctx.store.has_cell(cell.cell_key, p.metrics) and (wait or not fresh):
+                claim.release()
+                claim, decision = None, "stored"
+    decision = D.broadcast_object(decision)
+    if decision == "busy":
+        return None
+    if decision == "stored":
+        ctx.log(f"{tag}: this configuration ({cell.cfg.hash()}) is already in the store, skipped "
+                f"(--fresh retrains it)")
+        return CellOutcome(cell.model, cell.seed, "skipped")
+    try:
+        ctx.log(f"{tag}: training and evaluating on {cell.dataset} ({cell.cfg.budget} budget, config "
+                f"{cell.cfg.hash()})")
         try:
-            ms = p.cell(p, ctx, model, s)
+            result = p.cell(ctx, cell)
         except (ConfigError, KeyboardInterrupt):
+            _mark_failed(ctx, cell)
             raise
-        except Exception as e:  # one failed cell never loses the finished ones
+        except Exception as e:  # noqa: BLE001  one failed cell never loses the finished ones
+            _mark_failed(ctx, cell)
             if debug:
                 traceback.print_exc()
             msg = f"{type(e).__name__}: {e}".splitlines()[0]
-            ctx.log(f"[{p.name}] {model} seed {s}: FAILED ({msg}); other cells continue")
-            outcomes.append(CellOutcome(model, s, "failed", error=msg))
-            continue
+            ctx.log(f"{tag}: FAILED ({msg}); other cells continue")
+            return CellOutcome(cell.model, cell.seed, "failed", error=msg)
         if D.is_main():
-            store.add(ms)
-        outcomes.append(CellOutcome(model, s, "done", {m.metric: m.value for m in ms}))
-    extractor = p.extractor or (overrides or {}).get("eval.extractor") or BUDGETS[budget].get("eval.extractor",
-                                                                                               "domain")
-    claims = evaluate_claims(p, store, ds.name, budget, extractor)
-    table = summarise(stored_values(store, p.name, ds.name, budget))
-    page = None
-    if build_leaderboard and D.is_main():
-        from leaderboard.build import build
-        try:
-            page = build(store.path, Path(site or default_site()))
-        except Exception as e:  # noqa: BLE001  results are stored; the page can be rebuilt later
-            print(f"warning: leaderboard not rebuilt ({type(e).__name__}: {e}); results are in {store.path}; "
-                  f"fix and run python -m leaderboard.build", flush=True)
-    D.barrier()
-    return ProtocolResult(p.name, ds.name, budget, outcomes, claims, table, page)
+            ctx.store.commit_cell(cell.run_id, result.measurements, result.checkpoint)
+        return CellOutcome(cell.model, cell.seed, "done", {m.metric: m.value for m in result.measurements})
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _mark_failed(ctx: Context, cell: Cell) -> None:
+    if D.is_main():
+        ctx.store.finish_run(cell.run_id, status="failed")

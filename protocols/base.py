@@ -1,10 +1,11 @@
 """Protocols: the paper's comparisons as named, runnable units (registry ``PROTOCOLS``).
 
-A protocol declares the paper table it reproduces, the models it compares, the metric keys
-that make a (model, seed) cell complete, and the paper claims it tests.  ``run_cell`` trains
-and evaluates one model at one seed and returns measurements; the driver
-(:mod:`protocols.api`) skips cells already in the store, writes new ones, then evaluates the
-claims on everything stored for (protocol, dataset, budget).
+A protocol declares the paper table it reproduces, the models it compares, the metric keys that make a
+(model, seed) cell complete, the paper claims it tests, and the configuration it imposes on its cells
+(``defaults`` for every model, ``model_defaults`` per model; resolved by :func:`protocols.config.resolve`
+between the budget's presets and the user's overrides).  ``cell(ctx, cell)`` trains and evaluates one
+:class:`protocols.pipeline.Cell` and returns its rows; the driver (:mod:`protocols.api`) skips cells whose
+identity is already stored, commits new ones, then evaluates the claims on the configurations it ran.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from models.registry import Registry
+from common.registry import Registry
 
 from .claims import Claim
 from .store import ResultsStore
@@ -68,8 +69,9 @@ class Protocol:
     models: Tuple[str, ...]
     metrics: Tuple[str, ...]                     # keys that make a cell complete
     claims: Tuple[Claim, ...] = ()
-    cell: Optional[Callable] = None              # (protocol, ctx, model, seed) -> list[Measurement]
-    model_defaults: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # model -> config overrides
+    cell: Optional[Callable] = None              # (ctx, cell: pipeline.Cell) -> cells.CellOutput
+    defaults: Dict[str, Any] = field(default_factory=dict)   # config keys imposed on every model's cells
+    model_defaults: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # model -> config keys
     model_alias: Dict[str, str] = field(default_factory=dict)  # user model name -> model actually trained
     needs_labels: bool = False
     trains_models: bool = True                   # False: cells are not registered models (Table 7)

@@ -1,61 +1,89 @@
-"""Typed configuration: flat dataclasses with per-budget defaults, checked overrides.
+"""Typed configuration, resolved in one place, with the origin of every value.
 
-Following nanoGPT's ``GPTConfig`` + ``configurator.py`` and EDM's ``training_options.json``:
-an override must name an existing key and parse to the default's type, an unknown key is an
-error, and the resolved config is written into the run directory.
+Following nanoGPT's ``GPTConfig`` + ``configurator.py`` and EDM's ``training_options.json``: flat dataclasses
+whose fields carry their defaults and valid ranges (:func:`common.fields.opt`), overrides that must name an
+existing key and parse to its type, and the resolved config written into the run directory.
 
-Keys are dotted: ``train.steps``, ``eval.n_samples``, ``model.width``.  Budgets (``smoke``,
-``cpu``, ``paper``) are data: :data:`BUDGETS` holds the trainer/evaluation defaults, and each
-registered model carries its own per-budget presets (plain keys for the model config, dotted
-keys for the other sections).
+Keys are dotted: ``train.steps``, ``eval.n_samples``, ``model.width``.  :func:`resolve` is the only place a
+cell's configuration is put together, in this order (later wins), recording where each value came from
+(``RunConfig.sources``, shown by ``--dry-run``):
+
+1. the dataclass defaults (``model.*``: the registered name's own defaults, i.e. the paper's sizes);
+2. the budget (``protocols/presets.py: BUDGETS``), then its ``@resolution`` and ``@dataset`` refinements;
+3. the model's presets for that budget (``PRESETS``, base entries first);
+4. the protocol (``Protocol.defaults`` for every model, then ``Protocol.model_defaults[model]``);
+5. the user's overrides: ``train.*`` / ``eval.*`` / ``model.*`` for every model (a ``model.*`` key reaches the
+   models that have it and use it), then model-scoped ones, ``<model>.<key>`` or ``<model>.train.<key>``;
+6. values resolved from the machine: ``train.threads=0`` and ``train.device=auto``.
+
+Every value is then checked (ranges, choices, the device) before anything is loaded or trained.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
+
+from common.fields import check, opt
+from common.io import atomic_write
+
+from .presets import BUDGETS, PRESETS, chain, qualifiers
 
 
 class ConfigError(ValueError):
     """A bad override or value; ``str()`` is one line that says what to do."""
 
 
+SELECT = ("val_bpd", "last")
+OPTIMIZERS = ("adamax", "adam")
+EXTRACTORS = ("domain", "inception")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
 @dataclass
 class TrainConfig:
-    steps: int = 2000              # optimisation steps of the main stage (extra stages add their own)
-    batch_size: int = 64           # images per step (per process under torchrun)
-    lr: float = 2e-3               # Adamax learning rate (paper, Appendix C)
-    beta1: float = 0.9
-    beta2: float = 0.999
-    grad_clip: float = 0.0         # global-norm clip per phase; 0 = off
-    log_every: int = 50            # steps between progress-bar / stats.jsonl entries
-    sample_every: int = 500        # steps between sample grids (0 = only at the end)
-    ckpt_every: int = 500          # steps between checkpoints (0 = only at the end)
-    val_every: int = 0             # steps between validation-BPD checks (0 = never; best.pt kept when > 0)
-    val_images: int = 180          # validation images used for the check
-    threads: int = 0               # torch CPU threads (0 = torch default)
-    device: str = "auto"           # auto | cpu | cuda | cuda:N
-    channels_last: bool = False    # NHWC memory format for conv nets (faster on CPU and tensor cores)
-    progress: bool = True          # tqdm progress bar (rank 0 only)
+    steps: int = opt(2000, min=1)           # optimisation steps of the main stage; bounds every other stage too
+    batch_size: int = opt(64, min=1)        # images per step (per process under torchrun)
+    optimizer: str = opt("adamax", choices=OPTIMIZERS)  # adamax (paper, Appendix C) | adam
+    lr: float = opt(2e-3, above=0)          # learning rate (paper: Adamax 2e-3)
+    beta1: float = opt(0.9, min=0, below=1)
+    beta2: float = opt(0.999, min=0, below=1)
+    grad_clip: float = opt(0.0, min=0)      # global-norm clip per phase; 0 = off
+    log_every: int = opt(50, min=1)         # steps between progress-bar / stats.jsonl entries
+    sample_every: int = opt(500, min=0)     # steps between sample grids (0 = only at the end)
+    ckpt_every: int = opt(500, min=0)       # steps between checkpoints (0 = only at the end)
+    val_every: int = opt(0, min=0)          # steps between validation-BPD checks (0 = never; best.pt kept when > 0)
+    val_images: int = opt(180, min=1)       # validation images used for the check
+    threads: int = opt(0, min=0)            # torch CPU threads; 0 = $OMP_NUM_THREADS, else the CPUs this process
+    #                                         may use (affinity); the resolved number is recorded and hashed
+    device: str = "auto"                    # auto | cpu | cuda | cuda:N (auto: cuda when available)
+    channels_last: bool = False             # NHWC memory format for conv nets (faster on CPU and tensor cores)
+    progress: bool = True                   # tqdm progress bar (rank 0 only)
 
 
 @dataclass
 class EvalConfig:
-    n_samples: int = 5000          # generated samples for FID/IS/PRD/prdc
-    n_real: int = 0                # real reference images (0 = the whole test split)
-    extractor: str = "domain"      # domain | inception
-    inception_weights: str = ""    # local Inception file ('' = $AVADE_INCEPTION)
-    iw_k: int = 0                  # importance samples for the IW bound (0 = skip)
-    bpd_images: int = 0            # held-out images for BPD (0 = the whole test split)
-    batch_size: int = 250          # evaluation batch size
-    prd_clusters: int = 20
-    prd_runs: int = 10
-    prdc_k: int = 5
-    gan_seeds: int = 1             # classifier seeds for GAN-train/GAN-test
-    select: str = "val_bpd"        # checkpoint to evaluate: val_bpd (best.pt when present) | last
+    n_samples: int = opt(5000, min=1)       # generated samples for FID/IS/PRD/prdc
+    n_real: int = opt(0, min=0)             # real reference images (0 = the whole test split)
+    extractor: str = opt("domain", choices=EXTRACTORS)  # feature extractor of the sample metrics
+    inception_weights: str = ""             # local Inception file ('' = $AVADE_INCEPTION); identified by its hash
+    iw_k: int = opt(0, min=0)               # importance samples for the IW bound (0 = skip)
+    bpd_images: int = opt(0, min=0)         # held-out images for BPD (0 = the whole test split)
+    batch_size: int = opt(250, min=1)       # evaluation batch size
+    prd_clusters: int = opt(20, min=2)      # PRD: k-means clusters (Sajjadi et al.: 20)
+    prd_runs: int = opt(10, min=1)          # PRD: clusterings averaged (Sajjadi et al.: 10)
+    prdc_k: int = opt(5, min=1)             # precision/recall/density/coverage: nearest neighbours (Naeem et al.: 5)
+    gan_seeds: int = opt(1, min=1)          # classifier seeds for GAN-train/GAN-test
+    select: str = opt("val_bpd", choices=SELECT)  # checkpoint evaluated: val_bpd (best.pt when validation ran) | last
+
+
+#: train keys that change nothing that is trained or measured (left out of the config hash)
+NOT_HASHED = ("log_every", "sample_every", "ckpt_every", "progress")
 
 
 @dataclass
@@ -68,41 +96,40 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     model_cfg: Any = None          # the model's own config dataclass (section name "model")
+    world: int = 1                 # processes of a torchrun (the global batch is world x batch_size)
+    sources: Dict[str, str] = field(default_factory=dict)   # key -> where its value came from (not hashed)
+    applied: List[str] = field(default_factory=list)        # the --set keys that reached this cell (not hashed)
 
     def to_dict(self) -> Dict[str, Any]:
-        d = {"model": self.model, "dataset": self.dataset, "budget": self.budget, "seed": self.seed,
-             "protocol": self.protocol, "train": dataclasses.asdict(self.train),
-             "eval": dataclasses.asdict(self.eval),
-             "model_cfg": dataclasses.asdict(self.model_cfg) if self.model_cfg is not None else None}
+        return {"model": self.model, "dataset": self.dataset, "budget": self.budget, "seed": self.seed,
+                "protocol": self.protocol, "world": self.world, "train": dataclasses.asdict(self.train),
+                "eval": dataclasses.asdict(self.eval),
+                "model_cfg": dataclasses.asdict(self.model_cfg) if self.model_cfg is not None else None}
+
+    def hashed(self) -> Dict[str, Any]:
+        """Everything that changes what is trained and measured, except the seed (the hash groups seeds).
+
+        The thread count is part of it on CPU (torch's results depend on it), the device type always, the
+        Inception weights by their content (in the cell identity), not by their path."""
+        d = self.to_dict()
+        for k in ("seed", "protocol"):
+            d.pop(k)
+        d["train"]["device"] = _device_type(self.train.device)
+        for k in NOT_HASHED:
+            d["train"].pop(k)
+        if d["train"]["device"] != "cpu":
+            d["train"].pop("threads")
+        d["eval"].pop("inception_weights")
+        if self.world == 1:
+            d.pop("world")
         return d
 
     def hash(self) -> str:
-        """Hash of everything that changes what is trained and measured (not logging knobs)."""
-        d = self.to_dict()
-        for k in ("log_every", "sample_every", "ckpt_every", "threads", "device", "progress"):
-            d["train"].pop(k, None)
-        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        blob = json.dumps(self.hashed(), sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
 
 
-#: trainer / evaluation defaults per budget (models add their own presets on top)
-BUDGETS: Dict[str, Dict[str, Any]] = {
-    "smoke": {"train.steps": 4, "train.batch_size": 8, "train.log_every": 2, "train.sample_every": 0,
-              "train.ckpt_every": 0, "train.val_every": 0, "eval.n_samples": 200, "eval.bpd_images": 32,
-              "eval.prd_runs": 2, "eval.prd_clusters": 5, "eval.batch_size": 100},
-    # cpu: Adamax beta1 0.5 instead of the paper's 0.9: in the short digits runs it lowered the domain FID
-    # of every adversarial model (GAN 2000 steps 3.33 -> 1.32, AV-GDE 4.05 -> 2.41, AV-ADE 3.5 -> 2.32) and
-    # left the MLE models unchanged (VAE 4.89 -> 5.14, BPD equal); see models/README.md.
-    "cpu": {"train.steps": 600, "train.batch_size": 64, "train.beta1": 0.5, "train.log_every": 25,
-            "train.sample_every": 0,
-            "train.ckpt_every": 200, "train.val_every": 100, "eval.n_samples": 5000, "eval.iw_k": 0},
-    "paper": {"train.steps": 200000, "train.batch_size": 64, "train.log_every": 100,
-              "train.sample_every": 5000, "train.ckpt_every": 5000, "train.val_every": 5000,
-              "train.val_images": 5000, "eval.n_samples": 50000, "eval.iw_k": 100,
-              "eval.extractor": "inception", "eval.gan_seeds": 3},
-}
-
-
+# ---- parsing and setting one key ------------------------------------------------------------------
 def _parse(value: str, typ: Any, key: str) -> Any:
     origin = typing.get_origin(typ)
     if origin is typing.Union:  # Optional[X]
@@ -137,21 +164,22 @@ def _parse(value: str, typ: Any, key: str) -> Any:
 
 
 def _section(cfg: RunConfig, name: str):
-    if name == "train":
-        return cfg.train
-    if name == "eval":
-        return cfg.eval
-    if name == "model":
-        return cfg.model_cfg
-    raise ConfigError(f"unknown config section {name!r} (use train.*, eval.* or model.*)")
+    obj = {"train": cfg.train, "eval": cfg.eval, "model": cfg.model_cfg}.get(name)
+    if obj is None:
+        raise ConfigError(f"unknown config section {name!r} in a key (use train.*, eval.*, model.* or "
+                          f"<model>.<key>)")
+    return obj
 
 
-def set_value(cfg: RunConfig, key: str, value: Any) -> None:
+def has_key(cfg: RunConfig, key: str) -> bool:
+    section, _, name = key.partition(".")
+    obj = {"train": cfg.train, "eval": cfg.eval, "model": cfg.model_cfg}.get(section)
+    return obj is not None and name in {f.name for f in fields(obj)}
+
+
+def set_value(cfg: RunConfig, key: str, value: Any, source: str = "") -> None:
     """Set a dotted key; ``value`` may be a string (parsed, type-checked) or a typed value."""
     if "." not in key:
-        if key in ("seed",):
-            cfg.seed = _parse(str(value), int, key) if isinstance(value, str) else int(value)
-            return
         raise ConfigError(f"unknown config key {key!r}: use train.<key>, eval.<key> or model.<key> "
                           f"(see --dry-run for every key)")
     section, _, name = key.partition(".")
@@ -167,7 +195,11 @@ def set_value(cfg: RunConfig, key: str, value: Any) -> None:
         value = float(value)
     elif isinstance(value, list):
         value = tuple(value)
+    elif typ is str and not isinstance(value, str):
+        raise ConfigError(f"bad value for {key}: {value!r} is not a valid str")
     setattr(obj, name, value)
+    if source:
+        cfg.sources[key] = source
 
 
 def parse_overrides(items: Iterable[str]) -> Dict[str, str]:
@@ -176,28 +208,179 @@ def parse_overrides(items: Iterable[str]) -> Dict[str, str]:
         if "=" not in item:
             raise ConfigError(f"bad --set {item!r}: use key=value, e.g. --set train.steps=100")
         k, _, v = item.partition("=")
+        if not k.strip():
+            raise ConfigError(f"bad --set {item!r}: the key is empty; use key=value, e.g. --set train.steps=100")
         out[k.strip()] = v.strip()
     return out
 
 
+# ---- overrides: global and model-scoped ------------------------------------------------------------
+SECTIONS = ("train", "eval", "model")
+
+
+def split_override(key: str) -> tuple:
+    """``(scope, dotted key)``: scope None for a global key, else the model name it is scoped to."""
+    head, _, rest = key.partition(".")
+    if head in SECTIONS or not rest:
+        return None, key
+    return head, rest if rest.partition(".")[0] in ("train", "eval") else f"model.{rest}"
+
+
+def applies(cfg: RunConfig, key: str, model_cls=None) -> bool:
+    """Whether a global override reaches this cell: train/eval keys always; a model key where the model's
+    config has it and uses it (``GenerativeModel.inactive_keys``)."""
+    if not key.startswith("model."):
+        return True
+    name = key.partition(".")[2]
+    if cfg.model_cfg is None or not has_key(cfg, key):
+        return False
+    inactive = model_cls.inactive_keys(cfg.model_cfg) if model_cls is not None else ()
+    return name not in inactive
+
+
+# ---- machine-dependent values ------------------------------------------------------------------------
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity), capped by $OMP_NUM_THREADS when set."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        n = min(n, int(omp)) if n else int(omp)
+    return max(1, n)
+
+
+def resolve_device(device: str) -> str:
+    if not _DEVICE.match(device):
+        raise ConfigError(f"train.device={device!r} is not valid: use auto, cpu, cuda or cuda:N")
+    import torch
+    cuda = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if cuda else "cpu"
+    if device.startswith("cuda"):
+        if not cuda:
+            raise ConfigError(f"train.device={device} but no CUDA device is available here; use "
+                              f"--set train.device=cpu (or auto)")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device={device} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def _device_type(device: str) -> str:
+    return device.partition(":")[0]
+
+
+def dataset_resolution(dataset: str) -> int:
+    """Image side of a registered dataset (or ``folder:PATH@RES``), without loading it."""
+    from .datasets import DATASETS, parse_folder_name
+    if dataset.startswith("folder:"):
+        return parse_folder_name(dataset)[1]
+    return int(DATASETS.meta(dataset).get("resolution", 0))
+
+
+# ---- resolution --------------------------------------------------------------------------------------
+def _layer_name(name: str, qualifier: str) -> str:
+    return f"preset {name}@{qualifier.partition('@')[2]}" if "@" in qualifier else f"preset {name} ({qualifier})"
+
+
 def resolve(model: str, *, dataset: str = "digits", budget: str = "cpu", seed: int = 0, protocol: str = "",
-            overrides: Optional[Dict[str, Any]] = None, model_defaults: Optional[Dict[str, Any]] = None
-            ) -> RunConfig:
-    """Defaults -> budget -> model preset for the budget -> protocol's model defaults -> user overrides."""
-    from models import MODELS  # local import: config is importable without building models
+            overrides: Optional[Dict[str, Any]] = None, protocol_defaults: Optional[Dict[str, Any]] = None,
+            model_defaults: Optional[Dict[str, Any]] = None, resolution: Optional[int] = None,
+            world: int = 1, machine: bool = True, registered: bool = True) -> RunConfig:
+    """One cell's configuration (see the module docstring for the order); checked before it is returned.
+
+    ``registered=False`` resolves a cell that trains no model (Table 7's real subsets): train/eval keys only.
+    ``machine=False`` leaves ``threads=0`` / ``device=auto`` unresolved (for tests of the layering)."""
+    from models import MODELS, default_config  # local import: config is importable without building models
 
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGETS)}")
-    meta = MODELS.meta(model)
+    model_cls = MODELS.get(model) if registered else None
     cfg = RunConfig(model=model, dataset=dataset, budget=budget, seed=seed, protocol=protocol,
-                    model_cfg=meta["config"]())
-    layers = [BUDGETS[budget], meta.get("presets", {}).get(budget, {}), model_defaults or {}, overrides or {}]
-    for layer in layers:
+                    model_cfg=default_config(model) if registered else None, world=world)
+    res = dataset_resolution(dataset) if resolution is None else resolution
+    quals = qualifiers(budget, res, dataset)
+    layers = [(f"budget {q}", BUDGETS.get(q, {})) for q in quals]
+    layers += [(_layer_name(n, q), PRESETS[n].get(q, {})) for n in chain(model) for q in quals]
+    layers += [(f"protocol {protocol}", protocol_defaults or {}),
+               (f"protocol {protocol} ({model})", model_defaults or {})]
+    for source, layer in layers:
         for key, value in layer.items():
-            set_value(cfg, key if "." in key or key == "seed" else f"model.{key}", value)
+            if key != "base":
+                set_value(cfg, key if "." in key else f"model.{key}", value, source)
+    _apply_overrides(cfg, model_cls, overrides or {})
+    if machine:
+        _resolve_machine(cfg)
+    validate(cfg, model_cls)
     return cfg
 
 
+def _apply_overrides(cfg: RunConfig, model_cls, overrides: Dict[str, Any]) -> None:
+    scoped = []
+    for key, value in overrides.items():
+        scope, dotted = split_override(key)
+        if scope is not None:
+            scoped.append((scope, dotted, key, value))
+        elif applies(cfg, dotted, model_cls):
+            set_value(cfg, dotted, value, f"--set {key}")   # an unknown train/eval key: the error names it
+            cfg.applied.append(key)
+    for scope, dotted, key, value in scoped:
+        if scope == cfg.model:
+            set_value(cfg, dotted, value, f"--set {key}")
+            cfg.applied.append(key)
+
+
+def _resolve_machine(cfg: RunConfig) -> None:
+    if cfg.train.threads == 0:
+        cfg.train.threads = available_cpus()
+        cfg.sources["train.threads"] = "machine (affinity / $OMP_NUM_THREADS)"
+    resolved = resolve_device(cfg.train.device)
+    if resolved != cfg.train.device:
+        cfg.sources["train.device"] = f"machine ({cfg.train.device})"
+        cfg.train.device = resolved
+
+
+def validate(cfg: RunConfig, model_cls=None) -> None:
+    """Ranges and choices of every section, and the checks across keys; one line naming every bad key."""
+    errors = check(cfg.train, "train") + check(cfg.eval, "eval")
+    if cfg.model_cfg is not None and dataclasses.is_dataclass(cfg.model_cfg):
+        errors += check(cfg.model_cfg, "model")
+    if not _DEVICE.match(cfg.train.device):
+        errors.append(f"train.device={cfg.train.device!r} must be auto, cpu, cuda or cuda:N")
+    e = cfg.eval
+    if e.n_samples < e.prd_clusters:
+        errors.append(f"eval.n_samples={e.n_samples} must be >= eval.prd_clusters={e.prd_clusters}")
+    if e.n_samples <= e.prdc_k:
+        errors.append(f"eval.n_samples={e.n_samples} must be > eval.prdc_k={e.prdc_k}")
+    if errors:
+        raise ConfigError(f"{cfg.model}: " + "; ".join(errors))
+
+
+def stage_plan(cfg: RunConfig) -> List[dict]:
+    """The stages this cell will train, each bounded by ``train.steps`` (shown by the dry run)."""
+    from models import MODELS
+    from models.base import Stage
+    cls = MODELS.get(cfg.model)
+    plan = [Stage(s.name, s.phases, min(int(s.steps), cfg.train.steps))
+            for s in cls.stage_plan(cfg.model_cfg, cfg.train.steps)]
+    return [{"stage": s.name, "phases": list(s.phases), "steps": s.steps} for s in plan]
+
+
+def provenance(cfg: RunConfig) -> Dict[str, Dict[str, Any]]:
+    """{dotted key: {"value", "from"}} for every key of the three sections (``default`` where nothing set it)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for section in SECTIONS:
+        obj = _section(cfg, section) if section != "model" or cfg.model_cfg is not None else None
+        if obj is None:
+            continue
+        for f in fields(obj):
+            key = f"{section}.{f.name}"
+            out[key] = {"value": getattr(obj, f.name), "from": cfg.sources.get(key, "default")}
+    return out
+
+
 def save_config(cfg: RunConfig, path) -> None:
-    with open(path, "w") as f:
-        json.dump({**cfg.to_dict(), "config_hash": cfg.hash()}, f, indent=2, sort_keys=True, default=str)
+    atomic_write(path, json.dumps({**cfg.to_dict(), "config_hash": cfg.hash(), "sources": cfg.sources},
+                                  indent=2, sort_keys=True, default=str))

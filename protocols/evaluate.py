@@ -1,7 +1,8 @@
 """Evaluation of a trained cell through the metrics API (features once per sample set).
 
 Everything here returns plain value dicts ``{"metric", "value", "extractor", "n", "extra"}``
-that :func:`protocols.pipeline.measurements` turns into store rows.  The real reference set of
+that :func:`protocols.pipeline.rows` turns into store rows (the ``*_values`` names say so: the metrics
+themselves are ``metrics.heldout_bpd``, ``metrics.gan_train_test`` and ``metrics.subset_sensitivity``).  The real reference set of
 every sample metric is the dataset's held-out test split (the paper evaluates on held-out data);
 the domain extractor is trained once per dataset on its train split (seed 0) and cached.
 """
@@ -27,9 +28,11 @@ PRODUCER = {K.FID: "fid", K.KID: "kid", K.IS: "is", K.IS_STD: "is", K.PRD_F8: "p
 
 
 def extractor_for(ctx: Context, cfg: RunConfig):
+    """The cell's feature extractor, built once per process (a domain net trains with the cell's threads)."""
     name, weights = cfg.eval.extractor, cfg.eval.inception_weights or None
-    key = (name, weights)
+    key = (name, weights, cfg.train.threads)
     if key not in ctx._extractors:
+        torch.set_num_threads(cfg.train.threads)
         ds = ctx.dataset
         if name == "domain" and ds.train_y is None:
             raise ConfigError(f"the domain extractor is a classifier and {ds.name} has no labels: use "
@@ -46,6 +49,11 @@ def _cache(ctx: Context):
     return None if ctx.cache_dir is None else Path(ctx.cache_dir)
 
 
+def metric_params(cfg: RunConfig) -> Dict[str, int]:
+    """The metrics' parameters of a cell, from its config."""
+    return {"prd_clusters": cfg.eval.prd_clusters, "prd_runs": cfg.eval.prd_runs, "prdc_k": cfg.eval.prdc_k}
+
+
 def _extractor_extra(ext) -> Dict[str, Any]:
     extra: Dict[str, Any] = {"extractor_id": ext.id}
     if getattr(ext, "accuracy", None) is not None:
@@ -53,7 +61,7 @@ def _extractor_extra(ext) -> Dict[str, Any]:
     return extra
 
 
-def heldout_bpd(ctx: Context, cfg: RunConfig, model: GenerativeModel) -> List[Dict[str, Any]]:
+def bpd_values(ctx: Context, cfg: RunConfig, model: GenerativeModel) -> List[Dict[str, Any]]:
     """ELBO (k=1) and, when ``eval.iw_k`` > 0, importance-weighted held-out BPD; sharded over ranks."""
     ds = ctx.dataset
     x = ds.test_x if cfg.eval.bpd_images <= 0 else ds.test_x[: cfg.eval.bpd_images]
@@ -85,12 +93,12 @@ def sample_metrics(ctx: Context, cfg: RunConfig, fake: torch.Tensor, run_dir: Pa
     real = ctx.dataset.test_x if cfg.eval.n_real <= 0 else ctx.dataset.test_x[: cfg.eval.n_real]
     res = metrics.evaluate_detailed(fake, real, levels=ctx.dataset.levels, extractor=ext, metrics=names,
                                     seed=cfg.seed, cache_dir=_cache(ctx), batch_size=cfg.eval.batch_size,
-                                    out_dir=run_dir)
+                                    out_dir=run_dir, params=metric_params(cfg))
     if "prd" in res.curves:
         precision, recall = res.curves["prd"]
         (run_dir / "prd_curve.json").write_text(json.dumps(
             {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}))
-    extra = {**_extractor_extra(ext), "n_real": len(real)}
+    extra = {**_extractor_extra(ext), "n_real": len(real), **metric_params(cfg)}
     keep = wanted | ({K.IS_STD} if K.IS in wanted else set())
     return [{"metric": k, "value": v, "extractor": ext.name, "n": len(fake), "extra": extra}
             for k, v in res.values.items() if k in keep]
@@ -118,7 +126,7 @@ def save_figures(ctx: Context, model: GenerativeModel, fake, run_dir: Path) -> N
         save_image(grid, run_dir / "reconstructions.png", nrow=8, padding=1)
 
 
-def gan_train_test(ctx: Context, cfg: RunConfig, model: GenerativeModel, run_dir: Path) -> List[Dict[str, Any]]:
+def gan_train_test_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, run_dir: Path) -> List[Dict[str, Any]]:
     ds = ctx.dataset
     res = metrics.gan_train_test(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, ds.levels,
                                  seeds=tuple(range(cfg.eval.gan_seeds)), cache_dir=_cache(ctx),
@@ -131,16 +139,11 @@ def gan_train_test(ctx: Context, cfg: RunConfig, model: GenerativeModel, run_dir
             for k, v in res.mean.items()]
 
 
-def subset_sensitivity(ctx: Context, fraction: float, seed: int) -> List[Dict[str, Any]]:
+def sensitivity_values(ctx: Context, cfg: RunConfig, fraction: float) -> List[Dict[str, Any]]:
     """Table 7: IS and FID of a random ``fraction`` of the real train split against the whole split."""
-    from .config import BUDGETS, EvalConfig, RunConfig as _RC, set_value
-    cfg = _RC(model="real", budget=ctx.budget, eval=EvalConfig())
-    for k, v in {**BUDGETS[ctx.budget], **ctx.overrides}.items():
-        if k.startswith("eval."):
-            set_value(cfg, k, v)
     ext = extractor_for(ctx, cfg)
     rows = metrics.subset_sensitivity(ctx.dataset.train_x, ctx.dataset.levels, ext, fractions=(fraction,),
-                                      seed=seed, cache_dir=_cache(ctx), batch_size=cfg.eval.batch_size)
+                                      seed=cfg.seed, cache_dir=_cache(ctx), batch_size=cfg.eval.batch_size)
     n_full = len(ctx.dataset.train_x)
     out = []
     for r in rows:

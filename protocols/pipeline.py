@@ -1,14 +1,21 @@
-"""One cell of a protocol: train a model with the one trainer, then evaluate it.
+"""One cell of a protocol: its identity, training with the one trainer, sampling, store rows.
 
-Data flow (DESIGN.md): dataset -> trainer -> checkpoint -> evaluator (samples -> features once ->
-every metric) -> results store.  Rank 0 writes; under torchrun, training is data-parallel and
-sampling / held-out BPD are sharded over ranks.
+Data flow (DESIGN.md): dataset -> trainer -> checkpoint -> evaluator (samples -> features once -> every
+metric) -> results store.  Rank 0 writes; under torchrun, training is data-parallel and sampling /
+held-out BPD are sharded over ranks.
+
+Identity (protocols/store.py): a cell is (protocol, dataset and its content hash, model, resolved config
+hash, extractor identity, seed).  :class:`Cell` computes its ``group_key`` (without the seed) and
+``cell_key`` before anything is trained, so a cell is skipped only when exactly that cell is stored.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -18,30 +25,92 @@ from models import build_model
 from models.base import GenerativeModel
 
 from . import distributed as D
-from .base import Context
+from .base import Context, Protocol
 from .config import RunConfig, save_config
 from .store import Measurement
-from .trainer import Trainer, TrainResult, load_checkpoint
+from .trainer import CheckpointError, Trainer, TrainResult, load_checkpoint
 
 
 def safe_name(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]+", "_", s).strip("_") or "x"
 
 
-def run_dir_for(ctx: Context, cfg: RunConfig) -> Path:
-    return (ctx.out_dir / safe_name(ctx.dataset.name) / safe_name(cfg.protocol or "adhoc") / safe_name(cfg.model)
-            / f"seed{cfg.seed}-{cfg.hash()}")
+def _digest(obj: Any, n: int = 16) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def run_id_for(ctx: Context, cfg: RunConfig) -> str:
-    return f"{cfg.protocol or 'adhoc'}:{ctx.dataset.name}:{ctx.budget}:{cfg.model}:s{cfg.seed}:{cfg.hash()}"
+_FILE_HASHES: Dict[Tuple[str, int, float], str] = {}
+
+
+def file_sha256(path: str) -> str:
+    """Content hash of a (weights) file, remembered per (path, size, mtime) within the process."""
+    p = Path(path).expanduser()
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def extractor_identity(ctx: Context, p: Protocol, cfg: RunConfig) -> Dict[str, Any]:
+    """What determines the features behind the cell's sample metrics (known before training): the Inception
+    file's content, or the domain / Table 8 classifier's data, recipe and thread count."""
+    from metrics.features import Recipe
+    name = p.extractor or cfg.eval.extractor
+    if name == "inception":
+        from metrics.features.inception import resolve_weights
+        return {"extractor": "inception", "weights_sha256": file_sha256(resolve_weights(
+            cfg.eval.inception_weights or None))}
+    ident = {"extractor": name, "dataset": ctx.dataset.content_hash, "recipe": Recipe().key(),
+             "threads": cfg.train.threads if cfg.train.device == "cpu" else "cuda"}
+    if name == "classifier":
+        ident["seeds"] = cfg.eval.gan_seeds
+    return ident
+
+
+@dataclass
+class Cell:
+    """One (model, seed) of a protocol run, resolved and identified before any work."""
+
+    protocol: Protocol
+    model: str
+    seed: int
+    cfg: RunConfig
+    dataset: str
+    content_hash: str
+    extractor: Dict[str, Any]
+    sources: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def extractor_id(self) -> str:
+        return _digest(self.extractor) if self.extractor else ""
+
+    @property
+    def group_key(self) -> str:
+        return _digest({"protocol": self.protocol.name, "dataset": self.dataset, "content": self.content_hash,
+                        "model": self.model, "config": self.cfg.hash(), "extractor": self.extractor_id}, 24)
+
+    @property
+    def cell_key(self) -> str:
+        return _digest({"group": self.group_key, "seed": self.seed}, 24)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.protocol.name}:{self.dataset}:{self.cfg.budget}:{self.model}:s{self.seed}:{self.cfg.hash()}"
+
+    def run_dir(self, out_dir: Path) -> Path:
+        return (Path(out_dir) / safe_name(self.dataset) / safe_name(self.protocol.name) / safe_name(self.model)
+                / f"seed{self.seed}-{self.cfg.hash()}")
 
 
 def train(ctx: Context, cfg: RunConfig, run_dir: Path) -> Tuple[GenerativeModel, TrainResult, Path]:
     """Train (or resume) and return the model loaded from the selected checkpoint."""
     ds = ctx.dataset
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)  # initial weights depend on the cell's seed only, not on earlier cells
     model = build_model(cfg.model, cfg.model_cfg, ds.spec)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -49,12 +118,7 @@ def train(ctx: Context, cfg: RunConfig, run_dir: Path) -> Tuple[GenerativeModel,
         save_config(cfg, run_dir / "config.json")
     trainer = Trainer(model, ds.train_x, cfg, run_dir, train_y=ds.train_y, val_x=ds.val_x, device=ctx.device)
     if not ctx.resume and D.is_main():
-        if trainer.last_path.exists():
-            step = load_checkpoint(trainer.last_path).get("step", "?")
-            ctx.log(f"note: {run_dir} held a checkpoint at step {step}; starting over (pass --resume to continue)")
-        for name in ("last.pt", "best.pt", "stats.jsonl"):
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "samples", ignore_errors=True)
+        _start_over(ctx, trainer, run_dir)
     D.barrier()
     cfg.train.progress = cfg.train.progress and ctx.progress
     result = trainer.fit(resume=ctx.resume)
@@ -62,6 +126,26 @@ def train(ctx: Context, cfg: RunConfig, run_dir: Path) -> Tuple[GenerativeModel,
     model.load_state_dict(load_checkpoint(chosen, map_location=ctx.device)["model"])
     model.eval()
     return model, result, chosen
+
+
+def _start_over(ctx: Context, trainer: Trainer, run_dir: Path) -> None:
+    """Without --resume a cell trains from scratch: an old (or corrupt) checkpoint is set aside, not read."""
+    if trainer.last_path.exists():
+        try:
+            step = load_checkpoint(trainer.last_path).get("step", "?")
+            ctx.log(f"note: {run_dir} held a checkpoint at step {step}; starting over (pass --resume to continue)")
+        except CheckpointError:
+            ctx.log(f"note: {trainer.last_path} is unreadable; starting over")
+    for name in ("last.pt", "best.pt", "stats.jsonl", "metrics.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "samples", ignore_errors=True)
+
+
+def checkpoint_label(result: TrainResult, chosen: Path) -> str:
+    """Which checkpoint a cell evaluated, for the store and the page: 'last@N' or 'best-val@...'."""
+    if result.best is not None and Path(chosen) == Path(result.best):
+        return f"best val_bpd ({result.best_val_bpd:.4f})" if result.best_val_bpd is not None else "best val_bpd"
+    return f"last (step {result.step})"
 
 
 @torch.no_grad()
@@ -84,16 +168,11 @@ def sample_images(model: GenerativeModel, n: int, batch: int, labels: Optional[t
     return out[:n]
 
 
-def rows(ctx: Context, run_id: str, *, model: str, protocol: str, seed: int, values: List[Dict[str, Any]],
-         config_hash: str = "") -> List[Measurement]:
+def rows(ctx: Context, cell: Cell, values: List[Dict[str, Any]]) -> List[Measurement]:
     """Store rows for one cell from plain value dicts {"metric", "value", "extractor", "n", "extra"}."""
-    return [Measurement(run_id=run_id, model=model, protocol=protocol, dataset=ctx.dataset.name, budget=ctx.budget,
-                        seed=seed, metric=v["metric"], value=float(v["value"]), extractor=v.get("extractor", ""),
-                        n_samples=int(v.get("n", 0)), config_hash=config_hash, code_version=ctx.version,
-                        extra=v.get("extra", {}))
+    return [Measurement(run_id=cell.run_id, model=cell.model, protocol=cell.protocol.name, dataset=cell.dataset,
+                        budget=cell.cfg.budget, seed=cell.seed, metric=v["metric"], value=float(v["value"]),
+                        extractor=v.get("extractor", ""), n_samples=int(v.get("n", 0)), config_hash=cell.cfg.hash(),
+                        code_version=ctx.version, extra=v.get("extra", {}), cell_key=cell.cell_key,
+                        group_key=cell.group_key, extractor_id=cell.extractor_id if v.get("extractor") else "")
             for v in values]
-
-
-def measurements(ctx: Context, cfg: RunConfig, run_id: str, values: List[Dict[str, Any]]) -> List[Measurement]:
-    return rows(ctx, run_id, model=cfg.model, protocol=cfg.protocol or "adhoc", seed=cfg.seed, values=values,
-                config_hash=cfg.hash())

@@ -9,6 +9,9 @@ Examples::
         --data-root ~/data --set eval.inception_weights=~/weights/pt_inception-2015-12-05-6726825d.pth
     torchrun --nproc-per-node 4 -m protocols.run --protocol ablation --dataset cifar10 --budget paper
 
+Rerunning skips a cell only when exactly that configuration is stored; ``--fresh`` retrains it.
+``--set`` keys: ``train.*`` / ``eval.*`` (every cell), ``model.*`` (the models that have the key),
+``<model>.<key>`` / ``<model>.train.<key>`` (one model).  ``--dry-run`` shows each value's origin.
 Unknown names or bad values: one line on stderr and exit code 2 (``--debug`` for a traceback).
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-EXIT_USAGE = 2
+from common.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_main
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,8 +47,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="run directories [runs/]")
     p.add_argument("--site", type=Path, default=None, help="leaderboard site directory [leaderboard/site]")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.steps=100 (repeatable)")
+                   help="override a config value, e.g. --set train.steps=100 or --set avade.adv_weight=10")
     p.add_argument("--resume", action="store_true", help="continue interrupted training from last.pt")
+    p.add_argument("--fresh", action="store_true", help="retrain cells whose configuration is already stored")
     p.add_argument("--list", action="store_true", help="list registered models, protocols, datasets, metrics")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and plan; write nothing")
     p.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard at the end")
@@ -58,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
 def list_registries() -> str:
     import metrics
     from models import MODELS
-    from .base import PROTOCOLS
+
+    from .api import PROTOCOLS
     from .datasets import dataset_names
     lines = ["models:"]
     lines += [f"  {n:<16} {MODELS.meta(n).get('description', '')}" for n in MODELS.names()]
@@ -70,29 +75,31 @@ def list_registries() -> str:
 
 
 def dry_run(args, overrides) -> str:
-    from .api import plan
-    from .base import PROTOCOLS
-    from .config import resolve
+    """The plan as JSON: every cell's resolved config with each value's origin, its stages, and which
+    models each --set reached.  Loads no data and writes nothing."""
+    from .api import PROTOCOLS, plan
+    from .config import provenance, stage_plan
     from .datasets import DATASETS
     p = PROTOCOLS.get(args.protocol)
     if not args.dataset.startswith("folder:"):
         DATASETS.get(args.dataset)  # unknown names fail here, without loading any data
     seeds = range(args.seed, args.seed + (args.seeds if args.seeds is not None else p.seeds))
-    cells = plan(args.protocol, args.model, seeds)
+    cfgs, reach = plan(args.protocol, args.model, seeds, dataset=args.dataset, budget=args.budget,
+                       overrides=overrides)
     out = {"protocol": p.name, "table": p.table, "dataset": args.dataset, "budget": args.budget,
-           "metrics": list(p.metrics), "claims": [c.text for c in p.claims], "cells": []}
-    for m, s in cells:
-        if not p.trains_models:
-            out["cells"].append({"model": m, "seed": s})
-            continue
-        cfg = resolve(m, dataset=args.dataset, budget=args.budget, seed=s, protocol=p.name, overrides=overrides,
-                      model_defaults=p.model_defaults.get(m))
-        out["cells"].append({"model": m, "seed": s, "config_hash": cfg.hash(), "config": cfg.to_dict()})
+           "metrics": list(p.metrics), "claims": [c.text for c in p.claims],
+           "overrides_reached": {k: v for k, v in reach.items()}, "cells": []}
+    for cfg in cfgs:
+        cell = {"model": cfg.model, "seed": cfg.seed, "config_hash": cfg.hash(), "config": cfg.to_dict(),
+                "sources": {k: v["from"] for k, v in provenance(cfg).items() if v["from"] != "default"}}
+        if p.trains_models:
+            cell["stages"] = stage_plan(cfg)
+        out["cells"].append(cell)
     return json.dumps(out, indent=2, default=str)
 
 
 def format_table(res) -> str:
-    """Plain-text table: one row per model, mean ± std over seeds (n seeds), then the claims."""
+    """Plain-text table: one row per model (this run's configuration), mean ± std over seeds, then the claims."""
     from metrics.keys import DIRECTION
     metrics_ = sorted({k for v in res.table.values() for k in v})
     cells = {}
@@ -100,62 +107,71 @@ def format_table(res) -> str:
         for m in metrics_:
             v = res.table[model].get(m)
             if v is None:
-                cells[model, m] = "—"
+                cells[model, m] = "\u2014"
             else:
-                sd = "" if v["std"] is None else f" ± {v['std']:.3g}"
+                sd = "" if v["std"] is None else f" \u00b1 {v['std']:.3g}"
                 cells[model, m] = f"{v['mean']:.4g}{sd}"
-    heads = {m: m + (" ↑" if DIRECTION.get(m) == "higher" else " ↓") for m in metrics_}
+    heads = {m: m + (" \u2191" if DIRECTION.get(m) == "higher" else " \u2193") for m in metrics_}
     width = {m: max([len(heads[m])] + [len(cells[k, m]) for k in res.table]) + 2 for m in metrics_}
     mw = max([5] + [len(k) for k in res.table]) + 2
     seeds = {model: max((v["n"] for v in res.table[model].values()), default=0) for model in res.table}
-    rows = [f"{'model':<{mw}}{'seeds':>6}" + "".join(f"{heads[m]:>{width[m]}}" for m in metrics_)]
+    rows = [f"{'model':<{mw}}{'config':>14}{'seeds':>6}" + "".join(f"{heads[m]:>{width[m]}}" for m in metrics_)]
     for model in sorted(res.table):
-        rows.append(f"{model:<{mw}}{seeds[model]:>6}" + "".join(f"{cells[model, m]:>{width[m]}}" for m in metrics_))
+        rows.append(f"{model:<{mw}}{res.configs.get(model, ''):>14}{seeds[model]:>6}"
+                    + "".join(f"{cells[model, m]:>{width[m]}}" for m in metrics_))
     for c in res.claims:
         rows.append(f"claim [{c['status']}] {c['text']}")
     return "\n".join(rows)
 
 
+def _build_page(results: Path, site: Path) -> Optional[Path]:
+    """The CLI's last step: rebuild the leaderboard from the store (a failure warns; results are stored)."""
+    from leaderboard.build import build
+    try:
+        return build(results, site)
+    except Exception as e:  # noqa: BLE001  results are stored; the page can be rebuilt later
+        print(f"warning: leaderboard not rebuilt ({type(e).__name__}: {e}); results are in {results}; "
+              f"fix and run python -m leaderboard.build --results {results}", file=sys.stderr, flush=True)
+        return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        import protocols.tables  # noqa: F401  (registers the protocols)
-        from .config import parse_overrides
-        overrides = parse_overrides(args.overrides)
-        if args.inception_weights:
-            overrides["eval.inception_weights"] = args.inception_weights
-        if args.list:
-            print(list_registries())
-            return 0
-        if args.dry_run:
-            print(dry_run(args, overrides))
-            return 0
-        from .api import run_protocol
-        res = run_protocol(args.protocol, models=args.model, dataset=args.dataset, budget=args.budget,
-                           seed=args.seed, seeds=args.seeds, data_root=args.data_root, download=args.download,
-                           results=args.results, out=args.out, overrides=overrides, resume=args.resume,
-                           progress=not args.no_progress, build_leaderboard=not args.no_leaderboard,
-                           debug=args.debug, site=args.site)
-        from . import distributed as D
-        if D.is_main():
-            print(json.dumps(res.table, indent=2) if args.json else format_table(res))
-            failed = [c for c in res.cells if c.status == "failed"]
-            if res.leaderboard is not None:
-                print(f"leaderboard: {Path(res.leaderboard).resolve()}")
-            if failed:
-                print(f"{len(failed)} cell(s) failed: " + "; ".join(f"{c.model}/s{c.seed}: {c.error}"
-                                                                     for c in failed), file=sys.stderr)
-                return 1
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are in the store; rerun with --resume to continue", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001  one line unless --debug
-        if args.debug:
-            raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_main(lambda: _main(args), debug=args.debug,
+                    interrupted="interrupted: finished cells are in the store; rerun to continue (add --resume "
+                                "to continue the interrupted cell from its last checkpoint)")
+
+
+def _main(args) -> int:
+    from .config import parse_overrides
+    overrides = parse_overrides(args.overrides)
+    if args.inception_weights:
+        overrides["eval.inception_weights"] = args.inception_weights
+    if args.list:
+        print(list_registries())
+        return EXIT_OK
+    if args.dry_run:
+        print(dry_run(args, overrides))
+        return EXIT_OK
+    from . import distributed as D
+    from .api import default_results, default_site, run_protocol
+    res = run_protocol(args.protocol, models=args.model, dataset=args.dataset, budget=args.budget, seed=args.seed,
+                       seeds=args.seeds, data_root=args.data_root, download=args.download, results=args.results,
+                       out=args.out, overrides=overrides, resume=args.resume, fresh=args.fresh,
+                       progress=not args.no_progress, debug=args.debug)
+    if not D.is_main():
+        return EXIT_OK
+    page = None if args.no_leaderboard else _build_page(res.store_path or default_results(),
+                                                         args.site or default_site())
+    print(json.dumps(res.table, indent=2) if args.json else format_table(res))
+    if page is not None:
+        print(f"leaderboard: {Path(page).resolve()}")
+    failed = [c for c in res.cells if c.status == "failed"]
+    if failed:
+        print(f"{len(failed)} cell(s) failed: " + "; ".join(f"{c.model}/s{c.seed}: {c.error}" for c in failed),
+              file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,29 +1,40 @@
 """Results store: SQLite, one row per measurement, append-only (STYLE habit 5).
 
-WAL mode and a busy timeout let parallel runs (or torchrun ranks, or several protocol
-processes) write safely; every write is one transaction.  Everything else (tables,
-leaderboard, claims panel) is derived from these rows.  Export to JSON lines and CSV.
+WAL mode and a busy timeout let parallel runs (or torchrun ranks, or several protocol processes) write
+safely; every write is one transaction.  Everything else (tables, leaderboard, claims panel) is derived
+from these rows.  Export to JSON lines and CSV.  Torch-free: the leaderboard reads it without torch.
+
+Identity.  A measurement belongs to a *cell*: (protocol, dataset and its content, model, resolved config
+hash, extractor identity, seed), hashed into ``cell_key``; the same without the seed is its ``group_key``
+(the seeds of one configuration).  Sample counts are part of the config, so of both keys.  A protocol skips
+a cell only when its ``cell_key`` is complete in the store; tables and claims aggregate seeds by
+``group_key`` and never pool two configurations.
 
 Tables
 ------
-``measurements``: run_id, model, protocol, dataset, budget, seed, metric, value,
-    extractor ('' when the metric needs none, e.g. BPD), n_samples, config_hash,
-    code_version, created (ISO-8601 UTC), extra (JSON text: anything else, e.g. std
-    over splits, K of an importance-weighted bound).
-``runs``: one row per trained (or evaluated) run: run_id, model, protocol, dataset, budget,
-    seed, run_dir (where sample grids / reconstructions / curves live), config (JSON),
-    config_hash, code_version, status ('running' | 'done' | 'failed'), created, finished.
-``claims``: one row per evaluation of a paper claim: protocol, dataset, budget, extractor,
-    claim_id, text, status ('reproduced' | 'not reproduced' | 'inconclusive'),
-    evidence (JSON), created.
+``measurements``: run_id, model, protocol, dataset, budget, seed, metric, value, extractor ('' when the
+    metric needs none, e.g. BPD), n_samples, config_hash, code_version, created (ISO-8601 UTC), extra (JSON:
+    anything else, e.g. std over splits, K of an importance-weighted bound), cell_key, group_key,
+    extractor_id (content identity of the feature extractor: weights hash or domain-net key).
+``runs``: one row per trained (or evaluated) run: run_id, model, protocol, dataset, budget, seed, run_dir
+    (sample grids / reconstructions / curves), config (JSON), config_hash, code_version, status ('running' |
+    'done' | 'failed'), created, finished, cell_key, group_key, checkpoint (which checkpoint was evaluated).
+``claims``: one row per evaluation of a paper claim: protocol, dataset, budget, extractor, claim_id, text,
+    status ('reproduced' | 'not reproduced' | 'inconclusive'), evidence (JSON), created, configs (JSON
+    {model: config hash} of the configurations it was evaluated on).
+``cell_claims``: cells being trained right now: cell_key, run_id, pid, host, started.  The claim itself is an
+    exclusive ``flock`` on ``<store>.locks/<cell_key>.lock``, which the operating system releases when the
+    process dies; the row only says who holds it.
 """
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import fcntl
 import json
 import math
 import os
+import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -40,7 +51,6 @@ CREATE TABLE IF NOT EXISTS measurements (
     config_hash TEXT NOT NULL DEFAULT '', code_version TEXT NOT NULL DEFAULT '',
     created TEXT NOT NULL, extra TEXT NOT NULL DEFAULT '{}'
 );
-CREATE INDEX IF NOT EXISTS m_cell ON measurements(protocol, dataset, budget, model, seed, metric);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, model TEXT NOT NULL, protocol TEXT NOT NULL, dataset TEXT NOT NULL,
     budget TEXT NOT NULL, seed INTEGER NOT NULL, run_dir TEXT NOT NULL DEFAULT '',
@@ -54,11 +64,35 @@ CREATE TABLE IF NOT EXISTS claims (
     claim_id TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL, evidence TEXT NOT NULL DEFAULT '{}',
     created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cell_claims (
+    cell_key TEXT PRIMARY KEY, run_id TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL, host TEXT NOT NULL,
+    started TEXT NOT NULL
+);
+"""
+#: columns added after the first release: (table, column, declaration); old stores are migrated on open
+ADDED_COLUMNS = (
+    ("measurements", "cell_key", "TEXT NOT NULL DEFAULT ''"),
+    ("measurements", "group_key", "TEXT NOT NULL DEFAULT ''"),
+    ("measurements", "extractor_id", "TEXT NOT NULL DEFAULT ''"),
+    ("runs", "cell_key", "TEXT NOT NULL DEFAULT ''"),
+    ("runs", "group_key", "TEXT NOT NULL DEFAULT ''"),
+    ("runs", "checkpoint", "TEXT NOT NULL DEFAULT ''"),
+    ("claims", "configs", "TEXT NOT NULL DEFAULT '{}'"),
+)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS m_cell ON measurements(cell_key, metric);
+CREATE INDEX IF NOT EXISTS m_group ON measurements(group_key);
+CREATE INDEX IF NOT EXISTS m_where ON measurements(protocol, dataset, budget, model, seed, metric);
 """
 
 MEASUREMENT_COLUMNS = ("run_id", "model", "protocol", "dataset", "budget", "seed", "metric", "value",
-                       "extractor", "n_samples", "config_hash", "code_version", "created", "extra")
+                       "extractor", "n_samples", "config_hash", "code_version", "created", "extra",
+                       "cell_key", "group_key", "extractor_id")
 CLAIM_STATUSES = ("reproduced", "not reproduced", "inconclusive")
+
+
+class StoreError(ValueError):
+    """The results store cannot be opened or written; ``str()`` names the file and what to do."""
 
 
 def utcnow() -> str:
@@ -81,6 +115,9 @@ class Measurement:
     code_version: str = ""
     created: str = field(default_factory=utcnow)
     extra: Dict[str, Any] = field(default_factory=dict)
+    cell_key: str = ""
+    group_key: str = ""
+    extractor_id: str = ""
 
     def row(self) -> tuple:
         d = asdict(self)
@@ -88,33 +125,118 @@ class Measurement:
         return tuple(d[c] for c in MEASUREMENT_COLUMNS)
 
 
-class ResultsStore:
-    """Append-only SQLite store; safe for concurrent writers (WAL + busy timeout + retries)."""
+class CellClaim:
+    """An exclusive claim on one cell (see the module docstring); release it with :meth:`release`."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, store: "ResultsStore", cell_key: str, fd: int):
+        self.store, self.cell_key, self._fd = store, cell_key, fd
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            self.store._write("DELETE FROM cell_claims WHERE cell_key=? AND pid=?", [(self.cell_key, os.getpid())])
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "CellClaim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class ResultsStore:
+    """Append-only SQLite store; safe for concurrent writers (WAL + busy timeout + retries).
+
+    ``readonly=True`` opens an existing store without creating or migrating anything (the leaderboard)."""
+
+    def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise StoreError(f"results store {self.path} does not exist or is not a file; pass "
+                                 f"--results PATH/TO/results.sqlite")
+            self._columns = self._table_columns()
+            return
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"results store {self.path} is not a file; pass --results PATH/TO/results.sqlite")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"cannot create the results store {self.path}: {self.path.parent} is not a folder; "
+                             f"pass --results with a path in a folder") from None
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(SCHEMA)
+        self._migrate()
+        self._columns = self._table_columns()
 
+    def _migrate(self) -> None:
+        """Create the tables and add the columns of newer releases, in one transaction (processes that open a
+        new store at the same moment take turns)."""
+        statements = [s for s in (SCHEMA + INDEXES).split(";") if s.strip()]
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for sql in statements[:4]:
+                    con.execute(sql)
+                have = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")}
+                        for t in ("measurements", "runs", "claims")}
+                for table, col, decl in ADDED_COLUMNS:
+                    if col not in have[table]:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
+                for sql in statements[4:]:
+                    con.execute(sql)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # ---- connections ------------------------------------------------------------------
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        try:
+            if self.readonly:
+                con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60.0,
+                                      isolation_level=None)
+            else:
+                con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the results store {self.path}: {e}") from None
         try:
             con.execute("PRAGMA busy_timeout=60000")
             con.row_factory = sqlite3.Row
             yield con
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise
+            raise StoreError(f"results store {self.path}: {e} (is it an avade-bench SQLite store? pass "
+                             f"another --results, or move this file away)") from None
         finally:
             con.close()
 
+    def _table_columns(self) -> Dict[str, set]:
+        with self._connect() as con:
+            return {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")}
+                    for t in ("measurements", "runs", "claims")}
+
     def _write(self, sql: str, rows: List[tuple]) -> None:
+        self._transaction([(sql, rows)])
+
+    def _transaction(self, statements: List[tuple]) -> None:
+        """Run ``[(sql, rows), ...]`` in one transaction (all or nothing), retrying while locked."""
+        if self.readonly:
+            raise StoreError(f"results store {self.path} was opened read-only")
         for attempt in range(20):
             try:
                 with self._connect() as con:
                     con.execute("BEGIN IMMEDIATE")
                     try:
-                        con.executemany(sql, rows)
+                        for sql, rows in statements:
+                            con.executemany(sql, rows)
                         con.execute("COMMIT")
                     except BaseException:
                         con.execute("ROLLBACK")
@@ -122,41 +244,92 @@ class ResultsStore:
                 return
             except sqlite3.OperationalError as e:  # "database is locked" beyond busy_timeout
                 if "locked" not in str(e) or attempt == 19:
-                    raise
+                    raise StoreError(f"cannot write the results store {self.path}: {e}") from None
                 time.sleep(0.05 * (attempt + 1))
 
     # ---- writes -----------------------------------------------------------------
-    def add(self, measurements: Iterable[Measurement]) -> int:
+    @staticmethod
+    def _rows(measurements: Iterable[Measurement]) -> List[tuple]:
         rows = []
         for m in measurements:
             if not isinstance(m.value, (int, float)) or not math.isfinite(float(m.value)):
                 raise ValueError(f"refusing to store non-finite {m.metric}={m.value!r} for {m.model}")
             rows.append(m.row())
+        return rows
+
+    _INSERT = (f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS))})")
+
+    def add(self, measurements: Iterable[Measurement]) -> int:
+        rows = self._rows(measurements)
         if rows:
-            self._write(f"INSERT INTO measurements ({', '.join(MEASUREMENT_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(MEASUREMENT_COLUMNS))})", rows)
+            self._write(self._INSERT, rows)
+        return len(rows)
+
+    def commit_cell(self, run_id: str, measurements: Iterable[Measurement], checkpoint: str = "") -> int:
+        """Store a cell's rows and mark its run done in ONE transaction: a run is never 'done' without its
+        rows, and its rows are never stored for a run that is not done."""
+        rows = self._rows(measurements)
+        self._transaction([(self._INSERT, rows),
+                           ("UPDATE runs SET status='done', finished=?, checkpoint=? WHERE run_id=?",
+                            [(utcnow(), checkpoint, run_id)])])
         return len(rows)
 
     def start_run(self, run_id: str, *, model: str, protocol: str, dataset: str, budget: str, seed: int,
                   run_dir: str = "", config: Optional[dict] = None, config_hash: str = "",
-                  code_version: str = "") -> None:
+                  code_version: str = "", cell_key: str = "", group_key: str = "") -> None:
         self._write("INSERT OR REPLACE INTO runs (run_id, model, protocol, dataset, budget, seed, run_dir, "
-                    "config, config_hash, code_version, status, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "config, config_hash, code_version, status, created, cell_key, group_key) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(run_id, model, protocol, dataset, budget, seed, str(run_dir),
                       json.dumps(config or {}, sort_keys=True, default=str), config_hash, code_version,
-                      "running", utcnow())])
+                      "running", utcnow(), cell_key, group_key)])
 
     def finish_run(self, run_id: str, status: str = "done") -> None:
         self._write("UPDATE runs SET status=?, finished=? WHERE run_id=?", [(status, utcnow(), run_id)])
 
     def add_claim(self, *, protocol: str, dataset: str, budget: str, claim_id: str, text: str, status: str,
-                  evidence: dict, extractor: str = "") -> None:
+                  evidence: dict, extractor: str = "", configs: Optional[Dict[str, str]] = None) -> None:
         if status not in CLAIM_STATUSES:
             raise ValueError(f"claim status must be one of {CLAIM_STATUSES}, not {status!r}")
         self._write("INSERT INTO claims (protocol, dataset, budget, extractor, claim_id, text, status, evidence, "
-                    "created) VALUES (?,?,?,?,?,?,?,?,?)",
+                    "created, configs) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [(protocol, dataset, budget, extractor, claim_id, text, status,
-                      json.dumps(evidence, sort_keys=True, default=float), utcnow())])
+                      json.dumps(evidence, sort_keys=True, default=float), utcnow(),
+                      json.dumps(configs or {}, sort_keys=True))])
+
+    # ---- claims on cells (who trains what, right now) ----------------------------------------
+    def _lock_path(self, cell_key: str) -> Path:
+        return self.path.with_name(self.path.name + ".locks") / f"{cell_key}.lock"
+
+    def claim_cell(self, cell_key: str, run_id: str = "", wait: bool = False) -> Optional[CellClaim]:
+        """Claim a cell before training it; None when another live process holds it (``wait=False``).
+
+        With ``wait=True`` this blocks until the holder finishes or dies.  A claim left by a killed process
+        is free again: the operating system dropped its lock."""
+        path = self._lock_path(cell_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            self._write("INSERT OR REPLACE INTO cell_claims (cell_key, run_id, pid, host, started) "
+                        "VALUES (?,?,?,?,?)", [(cell_key, run_id, os.getpid(), socket.gethostname(), utcnow())])
+        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
+        return CellClaim(self, cell_key, fd)
+
+    def claim_holder(self, cell_key: str) -> Optional[Dict[str, Any]]:
+        rows = self.query("SELECT * FROM cell_claims WHERE cell_key=?", (cell_key,))
+        return rows[0] if rows else None
 
     # ---- reads ------------------------------------------------------------------
     def query(self, sql: str, params: tuple = ()) -> List[Dict[str, Any]]:
@@ -171,32 +344,36 @@ class ResultsStore:
         rows = self.query(f"SELECT * FROM measurements WHERE {clause} ORDER BY id", tuple(where[c] for c in cols))
         for r in rows:
             r["extra"] = json.loads(r["extra"] or "{}")
+            for c in MEASUREMENT_COLUMNS:
+                r.setdefault(c, "")   # a read-only store of an older schema
         return rows
 
     def runs(self) -> List[Dict[str, Any]]:
-        rows = self.query("SELECT * FROM runs ORDER BY created")
+        rows = self.query("SELECT rowid AS seq, * FROM runs ORDER BY created, rowid")
         for r in rows:
             r["config"] = json.loads(r["config"] or "{}")
+            for c in ("cell_key", "group_key", "checkpoint"):
+                r.setdefault(c, "")
         return rows
 
     def claims(self, latest_only: bool = True) -> List[Dict[str, Any]]:
         rows = self.query("SELECT * FROM claims ORDER BY id")
         for r in rows:
             r["evidence"] = json.loads(r["evidence"] or "{}")
+            r["configs"] = json.loads(r.get("configs") or "{}")
         if latest_only:
             last: Dict[tuple, Dict[str, Any]] = {}
             for r in rows:
-                last[(r["protocol"], r["dataset"], r["budget"], r["extractor"], r["claim_id"])] = r
+                configs = json.dumps(r["configs"], sort_keys=True)
+                last[(r["protocol"], r["dataset"], r["budget"], r["extractor"], r["claim_id"], configs)] = r
             rows = list(last.values())
         return rows
 
-    def has_cell(self, *, protocol: str, dataset: str, budget: str, model: str, seed: int,
-                 metrics: Iterable[str]) -> bool:
-        """True when every metric of this (protocol, dataset, budget, model, seed) cell is stored."""
-        have = {r["metric"] for r in self.query(
-            "SELECT DISTINCT metric FROM measurements WHERE protocol=? AND dataset=? AND budget=? AND model=? "
-            "AND seed=?", (protocol, dataset, budget, model, seed))}
-        return set(metrics) <= have
+    def has_cell(self, cell_key: str, metrics: Iterable[str]) -> bool:
+        """True when every metric of the cell with this identity is stored."""
+        have = {r["metric"] for r in self.query("SELECT DISTINCT metric FROM measurements WHERE cell_key=?",
+                                                (cell_key,))}
+        return bool(cell_key) and set(metrics) <= have
 
     # ---- export -----------------------------------------------------------------
     def export_jsonl(self, path: str | os.PathLike) -> int:

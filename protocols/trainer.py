@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from common.io import atomic_write
 from models.base import Batch, GenerativeModel, Stage, bits_per_dim
 
 from . import distributed as D
@@ -69,10 +69,14 @@ class TrainResult:
     history: List[dict] = field(default_factory=list)
 
 
+def make_optimizer(name: str, params, tc) -> torch.optim.Optimizer:
+    """One optimiser per phase: Adamax (the paper, Appendix C) or Adam, with the config's lr and betas."""
+    cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam}[name]
+    return cls(params, lr=tc.lr, betas=(tc.beta1, tc.beta2))
+
+
 def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -122,7 +126,7 @@ class Trainer:
                 if ph not in self.optims:
                     params = [p for p in model.phase_parameters(ph)]
                     self._params[ph] = params
-                    self.optims[ph] = torch.optim.Adamax(params, lr=self.tc.lr, betas=(self.tc.beta1, self.tc.beta2))
+                    self.optims[ph] = make_optimizer(self.tc.optimizer, params, self.tc)
         self.step = 0
         self.best_val: Optional[float] = None
         self.history: List[dict] = []
@@ -187,10 +191,7 @@ class Trainer:
         for name, v in out.items():
             val = float(v.detach().float().mean())
             if not math.isfinite(val):
-                raise NonFiniteLossError(
-                    f"loss '{name}' of phase '{phase}' is {val} at step {self.step} ({self.cfg.model}); nothing "
-                    f"of this step was applied; last good checkpoint: {self.last_path} "
-                    f"(lower train.lr or set train.grad_clip, then --resume)")
+                raise NonFiniteLossError(self._non_finite(name, phase, val))
             logged[f"{phase}/{name}"] = val
         out["loss"].backward()
         params = self._params[phase]
@@ -199,6 +200,13 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
         self.optims[phase].step()
         return logged
+
+    def _non_finite(self, name: str, phase: str, val: float) -> str:
+        saved = f"the last checkpoint, {self.last_path}, is kept" if self.last_path.exists() else \
+            "no checkpoint had been written yet"
+        return (f"loss '{name}' of phase '{phase}' is {val} at step {self.step} ({self.cfg.model}); nothing of this "
+                f"step was applied and nothing was stored; {saved}. Retry with a lower train.lr or with "
+                f"train.grad_clip set: that is a new configuration, trained from its first step")
 
     def fit(self, resume: bool = False, stop_at: Optional[int] = None) -> TrainResult:
         """Train to the end (or to ``stop_at`` steps, which simulates an interruption)."""

@@ -34,6 +34,8 @@ def test_list_shows_every_registry(capsys):
     (["--set", "train.steps=ten"], "bad value for train.steps"),
     (["--set", "train.nosuch=1"], "unknown config key 'train.nosuch'"),
     (["--set", "nonsense"], "key=value"),
+    (["--set", "model.lambda_adv=10"], "unknown config key 'model.lambda_adv'"),
+    (["--set", "train.steps=0"], "train.steps=0 must be >= 1"),
     (["--seeds", "x"], "invalid int value"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
@@ -44,13 +46,26 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
-    r = _cli("--protocol", "ablation", "--seeds", "2", "--set", "train.steps=7", "--dry-run", cwd=tmp_path)
+    r = _cli("--protocol", "ablation", "--seeds", "2", "--set", "train.steps=7", "--set", "avade.adv_weight=10",
+             "--dry-run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     assert [c["model"] for c in plan["cells"]][:2] == ["gan", "gan"] and len(plan["cells"]) == 10
     assert all(c["config"]["train"]["steps"] == 7 for c in plan["cells"])
+    assert all(c["sources"]["train.steps"] == "--set train.steps" for c in plan["cells"])
+    assert plan["overrides_reached"] == {"train.steps": ["avade", "avgde", "gan", "vade", "vae"],
+                                         "avade.adv_weight": ["avade"]}
     assert plan["table"] == "Table 1" and plan["claims"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_paper_dry_run_bounds_every_stage(capsys):
+    assert main(["--protocol", "ablation", "--budget", "paper", "--dataset", "cifar10", "--set", "train.steps=3",
+                 "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    stages = [s for c in plan["cells"] for s in c["stages"]]
+    assert {s["stage"] for s in stages} == {"adversarial", "inference", "main"}
+    assert all(s["steps"] == 3 for s in stages)
 
 
 def test_debug_shows_traceback(tmp_path):

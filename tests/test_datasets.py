@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 import protocols.datasets as D
-from models.registry import UnknownNameError
+from common.registry import UnknownNameError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 RNG = np.random.default_rng(1234)

@@ -37,6 +37,44 @@ def test_protocol_run_stores_results_skips_done_cells_and_builds_the_page(tmp_pa
     assert again.returncode == 0 and "already in the store, skipped" in again.stdout
     assert len(ResultsStore(tmp_path / "r.sqlite").measurements()) == len(rows)
 
+    # a changed --set is another configuration: trained, stored beside the first, never pooled with it
+    changed = _run(tmp_path, "--protocol", "ablation", "--model", "vae", "--seeds", "1", "--set", "train.steps=3")
+    assert changed.returncode == 0 and "already in the store" not in changed.stdout, changed.stdout
+    vae = ResultsStore(tmp_path / "r.sqlite").measurements(model="vae", metric="bpd")
+    assert len(vae) == 2 and len({r["config_hash"] for r in vae}) == 2 and len({r["group_key"] for r in vae}) == 2
+    assert all(r["cell_key"] and r["extractor_id"] == "" for r in vae)
+    fid = ResultsStore(tmp_path / "r.sqlite").measurements(model="vae", metric="fid")
+    assert all(r["extractor_id"] for r in fid)
+    line = next(l for l in changed.stdout.splitlines() if l.startswith("vae"))
+    assert line.split()[2] == "1"          # one seed of this configuration, not two pooled
+
+
+def test_fresh_retrains_and_the_newest_value_counts(tmp_path):
+    first = _run(tmp_path, "--protocol", "ablation", "--model", "vae", "--seeds", "1", "--set", "eval.n_samples=60")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = _run(tmp_path, "--protocol", "ablation", "--model", "vae", "--seeds", "1", "--set", "eval.n_samples=60",
+                 "--fresh")
+    assert again.returncode == 0 and "training and evaluating" in again.stdout
+    store = ResultsStore(tmp_path / "r.sqlite")
+    assert len(store.measurements(model="vae", metric="bpd")) == 2
+    assert [r["status"] for r in store.runs()] == ["done"]
+
+
+def test_two_concurrent_runs_of_one_cell_store_it_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "protocols.run", "--budget", "smoke", "--no-progress", "--results",
+           str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), "--site", str(tmp_path / "site"),
+           "--protocol", "ablation", "--model", "vae", "--seeds", "1", "--set", "eval.n_samples=60"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+    store = ResultsStore(tmp_path / "r.sqlite")
+    bpd = store.measurements(metric="bpd")
+    assert len(bpd) == 1, [o[0] for o in outs]
+    assert sum("training and evaluating" in o[0] for o in outs) == 1
+    assert store.query("SELECT COUNT(*) AS n FROM cell_claims")[0]["n"] == 0
+
 
 def test_gan_train_test_prints_beside_the_baseline(tmp_path):
     r = _run(tmp_path, "--model", "avade", "--protocol", "gan_train_test")
@@ -62,7 +100,7 @@ def test_a_cell_does_not_depend_on_what_ran_before(tmp_path):
     for i, junk in enumerate((0, 12345)):
         ctx = Context(dataset=ds, budget="smoke", store=ResultsStore(tmp_path / "r.sqlite"),
                       out_dir=tmp_path / f"runs{i}", device=torch.device("cpu"), progress=False)
-        cfg = resolve("avade", budget="smoke", protocol="ablation")
+        cfg = resolve("avade", budget="smoke", protocol="ablation", overrides={"train.threads": "1"})
         torch.manual_seed(junk)
         torch.rand(junk + 1)
         model, _, _ = train(ctx, cfg, tmp_path / f"runs{i}" / "cell")

@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+
+from protocols.config import resolve
 from torch.distributions import Normal, kl_divergence
 
 from models import MODELS, Batch, DataSpec, build_model
@@ -28,11 +30,9 @@ def one_thread():
 
 
 def smoke_model(name: str, data: DataSpec = DATA, **overrides):
-    meta = MODELS.meta(name)
-    cfg = meta["config"]()
-    for key, value in {**meta["presets"]["smoke"], **overrides}.items():
-        if "." not in key:
-            setattr(cfg, key, value)
+    cfg = resolve(name, budget="smoke", machine=False).model_cfg
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
     return build_model(name, cfg, data)
 
 

@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from models import MODELS, DataSpec, build_model
+from models import MODELS, DataSpec, build_model, default_config
 from models.ade import ADE, GAN, ADEConfig, GANConfig
+from protocols.config import resolve
+from protocols.presets import PRESETS
 from test_models_numerics import DATA, digits_batch, one_thread, smoke_model  # noqa: F401 (fixture)
 
 NAMES = [n for n in MODELS.names() if MODELS.meta(n)["config"].__module__ == "models.ade"]
@@ -110,10 +112,10 @@ def test_phases_per_model():
 
 def test_configs_are_one_class_per_family_with_named_defaults():
     for name in NAMES:
-        cfg = MODELS.meta(name)["config"]()
-        assert isinstance(cfg, GANConfig if MODELS.get(name) is GAN else ADEConfig)
+        cfg = default_config(name)
+        assert type(cfg) is (GANConfig if MODELS.get(name) is GAN else ADEConfig)
         assert MODELS.get(name) in (GAN, ADE)
-    get = lambda n: MODELS.meta(n)["config"]()  # noqa: E731
+    get = default_config
     assert (get("vae").flow, get("vae").adversarial) == (False, False)
     assert (get("avgde").flow, get("avgde").adversarial) == (False, True)
     assert (get("avade-s2b4").flow_scales, get("avade-s2b4").flow_blocks) == (2, 4)
@@ -121,16 +123,31 @@ def test_configs_are_one_class_per_family_with_named_defaults():
     assert get("avade").gp_weight == 100.0 and get("avade").adv_weight == 100.0
     assert get("avade").flow_adv_grad is False
     assert get("avade").sample_noise == "mean" and get("vade-s2b2").sample_noise == "gaussian"
-    assert MODELS.meta("avade")["presets"]["cpu"]["gp_weight"] == 10.0
-    assert MODELS.meta("avade-rd")["presets"]["cpu"]["disc_width"] < MODELS.meta("avade")["presets"]["cpu"]["disc_width"]
+    cpu = {n: resolve(n, budget="cpu", machine=False).model_cfg for n in ("avade", "avade-rd", "avade-wg-rd",
+                                                                            "avade-s2b4")}
+    assert cpu["avade"].gp_weight == 10.0
+    assert cpu["avade-rd"].disc_width < cpu["avade"].disc_width
+    assert cpu["avade-wg-rd"].width == 2 * cpu["avade"].width       # the table states it; nothing infers it
+    assert cpu["avade-s2b4"].flow_blocks == 4                        # Table 9 names keep their block count
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_name_real_fields(name):
-    meta = MODELS.meta(name)
-    fields = {f.name for f in dataclasses.fields(meta["config"])}
-    assert set(meta["presets"]) == {"paper", "cpu", "smoke"}
-    for budget, preset in meta["presets"].items():
+    from protocols.presets import chain
+    if name not in MODELS:
+        assert any(name in chain(m) for m in MODELS.names()), f"{name} is neither a model nor a base"
+        return
+    fields = {f.name for f in dataclasses.fields(MODELS.meta(name)["config"])}
+    for budget, preset in PRESETS[name].items():
+        if budget == "base":
+            assert preset in PRESETS
+            continue
         for key in preset:
             assert key in fields or key.split(".")[0] in ("train", "eval"), f"{name}/{budget}: {key}"
-    assert "train.steps" in meta["presets"]["cpu"]
+
+
+def test_every_model_has_presets_and_cpu_steps():
+    from protocols.presets import chain
+    for name in MODELS.names():
+        assert name in PRESETS, f"{name} has no entry in protocols/presets.py"
+        assert any("train.steps" in PRESETS[n].get("cpu", {}) for n in chain(name)), name
