@@ -1,13 +1,22 @@
 """Build the static leaderboard site from the results store (DESIGN "Leaderboard").
 
-    python -m leaderboard.build [--results results/results.sqlite] [--out leaderboard/site]
+    python -m leaderboard.build [--results results/results.sqlite] [--out leaderboard/site] [--debug]
 
-Reads only the store (``protocols.store.ResultsStore``: measurements, runs, claims) and the run
-directories it names, and writes ``<out>/index.html`` plus ``<out>/img/*.png``.  The page opens from
-disk: CSS and JS are inline, images are linked relatively, nothing is fetched from the network.
-All text that comes from configs, names, claims or evidence goes through jinja2 autoescaping.
+Reads only the store (``protocols.store.ResultsStore`` opened read-only: measurements, runs, claims) and the
+run directories it names, and writes ``<out>/index.html`` plus ``<out>/img/*.png``; it never writes to the
+store, so a store on a read-only disk builds too.  The page opens from disk: CSS and JS are inline, images
+are linked relatively, nothing is fetched from the network.  All text that comes from configs, names,
+claims or evidence goes through jinja2 autoescaping.
 
-Python API (the protocols call it after every run)::
+Rows are grouped by configuration (the store's ``group_key``): seeds of one configuration are aggregated,
+two configurations are never pooled (see ``leaderboard.tables``).
+
+Several processes may build the same site at once (every protocol run rebuilds it at its end).  A build
+holds an exclusive ``flock`` on ``<out>/.build.lock`` from before it reads the store until its last file is
+written, so the build that gets the lock last reads every row committed before it, and its page is the one
+left on disk.
+
+Python API (the CLI ``protocols.run`` calls it after every run)::
 
     from leaderboard.build import build
     index_html = build("results/results.sqlite", "leaderboard/site")
@@ -15,27 +24,63 @@ Python API (the protocols call it after every run)::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
+import shutil
 import sys
-import time
+import tempfile
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import jinja2
-from markupsafe import Markup
-
+from common.cli import run_main
+from common.io import atomic_write
 from metrics import keys
-from protocols.store import ResultsStore, utcnow
+from protocols.store import ResultsStore, StoreError, utcnow
 
+from . import configs as cfgs
 from . import figures, gallery, views
 from .paper_numbers import PAPER_ROWS
+from .reference_numbers import MODERN_ROWS
 from .tables import Table, aggregate, group_tables
 
 DEFAULT_RESULTS = Path("results/results.sqlite")
 DEFAULT_OUT = Path("leaderboard/site")
 PACKAGE_DIR = Path(__file__).resolve().parent
 FIRST_RUN = "python -m protocols.run --protocol ablation --dataset digits"
+LOCK_NAME = ".build.lock"
+COST_METRICS = {   # metric -> (how a value becomes a cost, legend title); the first one a table has is used
+    keys.SPEED_VS_GAN: (lambda v: 1.0 / v if v > 0 else None, "time per sample, \u00d7 the GAN's"),
+    keys.NFE: (lambda v: v if v > 0 else None, "network evaluations per sample"),
+}
+
+
+class LeaderboardError(ValueError):
+    """Bad input to the leaderboard (store or output folder); ``str()`` is one line saying what to do."""
+
+
+# ---- reading the store (never writing it) -----------------------------------------------------------
+def _read(store: ResultsStore) -> Dict[str, list]:
+    measurements = store.measurements()      # first: every row read here has its run in the runs read next
+    runs = store.runs()
+    return {"measurements": with_run_provenance(measurements, runs), "runs": runs,
+            "claims": store.claims(latest_only=True)}
+
+
+def _read_snapshot(path: Path) -> Dict[str, list]:
+    """Read a store in a folder this process cannot write (SQLite's WAL mode needs a writable folder even to
+    read): copy the file and its write-ahead log into a temporary folder and read the copy."""
+    with tempfile.TemporaryDirectory(prefix="avade-leaderboard-") as tmp:
+        copy = Path(tmp) / path.name
+        for suffix in ("", "-wal"):
+            src = Path(f"{path}{suffix}")
+            if src.is_file():
+                shutil.copyfile(src, f"{copy}{suffix}")
+        try:
+            return _read(ResultsStore(copy, readonly=True))
+        except StoreError as e:
+            raise StoreError(str(e).replace(str(copy), str(path))) from None
 
 
 def load_store(results_path: Path) -> Dict[str, list]:
@@ -43,90 +88,151 @@ def load_store(results_path: Path) -> Dict[str, list]:
     if not results_path.exists():
         return {"measurements": [], "runs": [], "claims": []}
     if not results_path.is_file():
-        raise ValueError(f"results store {results_path} is not a file; pass --results PATH/TO/results.sqlite")
-    store = ResultsStore(results_path)
-    runs = store.query("SELECT rowid AS seq, * FROM runs ORDER BY created, rowid")  # seq breaks time ties
-    return {"measurements": with_run_provenance(store.measurements(), runs), "runs": runs,
-            "claims": store.claims(latest_only=True)}
+        raise LeaderboardError(f"results store {results_path} is a folder, not a file; pass --results "
+                               f"PATH/TO/results.sqlite")
+    try:
+        store = ResultsStore(results_path, readonly=True)
+    except StoreError:
+        if os.access(results_path.parent, os.W_OK) or not os.access(results_path, os.R_OK):
+            raise
+        return _read_snapshot(results_path)
+    return _read(store)
 
 
 def with_run_provenance(measurements: List[dict], runs: List[dict]) -> List[dict]:
-    """Fill a measurement's empty config hash / code version from its row in ``runs`` (same run id)."""
+    """Fill a measurement's empty config hash / code version / group key / checkpoint from its run."""
     by_id = {r["run_id"]: r for r in runs}
     for m in measurements:
         run = by_id.get(m["run_id"])
+        if run is None:
+            continue
         for k in ("config_hash", "code_version"):
-            if run is not None and not m[k]:
+            if not m[k]:
                 m[k] = run[k]
+        if not m.get("group_key") and run.get("group_key") and run["config_hash"] == m["config_hash"]:
+            m["group_key"] = run["group_key"]
+        if not (m.get("extra") or {}).get("checkpoint") and run.get("checkpoint"):
+            m["checkpoint"] = run["checkpoint"]
     return measurements
 
 
-def scatter_points(table: Table) -> List[tuple]:
-    """(label, BPD mean, std, FID mean, std) for each row that has both; BPD preferred over BPD (IW)."""
+# ---- configuration labels ---------------------------------------------------------------------------
+def label_rows(table: Table, configs: Dict[str, tuple]) -> None:
+    """Label each row whose (protocol, model) has several configurations in this table."""
+    known = {**{r.group: ({}, (r.provenance()["config_hashes"] or [""])[0]) for r in table.rows}, **configs}
+    labels = cfgs.diff_labels({r.group: (r.protocol, r.model) for r in table.rows}, known)
+    for r in table.rows:
+        r.label, r.label_title = labels.get(r.group, ("", ""))
+
+
+# ---- figures ----------------------------------------------------------------------------------------
+def _cost_column(table: Table):
+    for metric, (to_cost, legend) in COST_METRICS.items():
+        col = next((c for c in table.columns if c.metric == metric and not c.extractor), None)
+        if col is not None:
+            return col, to_cost, legend
+    return None, None, ""
+
+
+def scatter_points(table: Table) -> Tuple[List[figures.Point], str]:
+    """One point per configuration that has BPD (preferred over BPD (IW)) and FID; the cost channel's legend
+    title ('' when no row of the table measured a sampling cost)."""
     fid = next((c for c in table.columns if c.metric == keys.FID and c.extractor), None)
     bpd = next((c for m in (keys.BPD, keys.BPD_IW) for c in table.columns if c.metric == m and not c.extractor),
                None)
     if fid is None or bpd is None:
-        return []
+        return [], ""
+    cost_col, to_cost, legend = _cost_column(table)
     several = len({r.protocol for r in table.rows}) > 1
-    return [(f"{r.model} ({r.protocol})" if several else r.model, r.cells[bpd].mean, r.cells[bpd].std,
-             r.cells[fid].mean, r.cells[fid].std) for r in table.rows if bpd in r.cells and fid in r.cells]
+    points = []
+    for r in table.rows:
+        if bpd in r.cells and fid in r.cells:
+            name = f"{r.model} [{r.label}]" if r.label else r.model
+            cost = to_cost(r.cells[cost_col].mean) if cost_col is not None and cost_col in r.cells else None
+            points.append(figures.Point(f"{name} ({r.protocol})" if several else name, r.cells[bpd].mean,
+                                        r.cells[bpd].std, r.cells[fid].mean, r.cells[fid].std, cost))
+    return points, (legend if points and any(p.cost is not None for p in points) else "")
 
 
 def table_figure(table: Table, out_dir: Path) -> Optional[dict]:
-    points = scatter_points(table)
+    points, cost_legend = scatter_points(table)
     if not points:
         return None
     rel = gallery.media_name("scatter", *map(str, table.key))
     title = f"{table.dataset} / {table.extractor} / {table.budget} / n={table.n_samples}"
-    figures.scatter_png(points, out_dir / rel, title)
-    return {"src": rel, "alt": f"BPD vs FID, {title}",
-            "caption": "Coverage (BPD, held-out) vs quality (FID): one point per model, error bars = std over seeds."}
+    figures.scatter_png(points, out_dir / rel, title, cost_label=cost_legend)
+    caption = ("Coverage (BPD, held-out) vs quality (FID): one point per configuration, error bars = std over "
+               "seeds.")
+    if cost_legend:
+        caption += (f" Marker size: sampling cost ({cost_legend}; larger = slower); hollow markers: no cost "
+                    "measured.")
+    return {"src": rel, "alt": f"BPD vs FID, {title}", "caption": caption}
 
 
-def prd_figures(media: List[gallery.RunMedia], out_dir: Path) -> Dict[str, List[dict]]:
-    """dataset -> PRD plots, one per (extractor, budget, protocol), one curve per model."""
+def prd_figures(media: List[gallery.RunMedia], out_dir: Path, configs: Dict[str, tuple]) -> Dict[str, List[dict]]:
+    """dataset -> PRD plots, one per (extractor, extractor id, budget, protocol), one curve per configuration."""
     groups: Dict[tuple, List[gallery.RunMedia]] = defaultdict(list)
     for m in media:
         if m.curve is not None:
             r = m.run
-            groups[(r["dataset"], m.prd_extractor, r["budget"], r["protocol"])].append(m)
+            groups[(r["dataset"], *m.prd_extractor, r["budget"], r["protocol"])].append(m)
     out: Dict[str, List[dict]] = defaultdict(list)
-    for (dataset, extractor, budget, protocol), items in sorted(groups.items()):
-        rel = gallery.media_name("prd", dataset, extractor, budget, protocol)
-        title = f"PRD: {dataset} / {extractor or 'extractor not recorded'} / {budget} / {protocol}"
-        figures.prd_png([(m.run["model"], *m.curve) for m in items], out_dir / rel, title)
-        out[dataset].append({"src": rel, "alt": title, "caption": f"{title} (newest finished run per model)"})
+    for (dataset, extractor, extractor_id, budget, protocol), items in sorted(groups.items()):
+        labels = cfgs.diff_labels({m.group: (protocol, m.run["model"]) for m in items}, configs)
+        rel = gallery.media_name("prd", dataset, extractor, extractor_id, budget, protocol)
+        ext = (extractor or "extractor not recorded") + (f" [id {extractor_id[:8]}]" if extractor_id else "")
+        title = f"PRD: {dataset} / {ext} / {budget} / {protocol}"
+        figures.prd_png([(cfgs.label_for(m.group, labels, m.run["model"]), *m.curve) for m in items],
+                        out_dir / rel, title)
+        out[dataset].append({"src": rel, "alt": title,
+                             "caption": f"{title} (newest finished run per configuration)"})
     return out
 
 
-def gallery_view(media: List[gallery.RunMedia]) -> Dict[str, List[dict]]:
-    """dataset -> per-protocol lists of model cards (only runs that left images)."""
+def gallery_view(media: List[gallery.RunMedia], configs: Dict[str, tuple]) -> Dict[str, List[dict]]:
+    """dataset -> per-protocol lists of configuration cards (only runs that left images)."""
     by_ds: Dict[str, Dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for m in media:
         if m.images:
-            r = m.run
-            by_ds[r["dataset"]][r["protocol"]].append({
-                "model": r["model"], "run_id": r["run_id"], "budget": r["budget"], "seed": r["seed"],
-                "finished": r["finished"] or r["created"], "images": m.images})
-    return {ds: [{"protocol": p, "cards": cards} for p, cards in sorted(protos.items())]
-            for ds, protos in by_ds.items()}
+            by_ds[m.run["dataset"]][m.run["protocol"]].append(m)
+    out: Dict[str, List[dict]] = {}
+    for ds, protos in by_ds.items():
+        out[ds] = []
+        for protocol, items in sorted(protos.items()):
+            labels = cfgs.diff_labels({m.group: (protocol, m.run["model"]) for m in items}, configs)
+            out[ds].append({"protocol": protocol, "cards": [_card(m, labels) for m in items]})
+    return out
 
 
-def dataset_sections(tables: List[Table], media: List[gallery.RunMedia], out_dir: Path) -> List[dict]:
-    prd = prd_figures(media, out_dir)
-    cards = gallery_view(media)
+def _card(m: gallery.RunMedia, labels: Dict[str, tuple]) -> dict:
+    r = m.run
+    label = labels.get(m.group, ("", ""))[0]
+    return {"model": r["model"], "label": label, "run_id": r["run_id"], "budget": r["budget"], "seed": r["seed"],
+            "config_hash": r.get("config_hash") or "", "checkpoint": r.get("checkpoint") or "",
+            "finished": r["finished"] or r["created"], "images": m.images}
+
+
+def dataset_sections(tables: List[Table], media: List[gallery.RunMedia], out_dir: Path,
+                     configs: Dict[str, tuple]) -> List[dict]:
+    prd = prd_figures(media, out_dir, configs)
+    cards = gallery_view(media, configs)
     names = sorted({t.dataset for t in tables} | set(prd) | set(cards))
     sections = []
     for ds in names:
-        tabs = [{"table": views.table_view(t, PAPER_ROWS), "figure": table_figure(t, out_dir)}
-                for t in tables if t.dataset == ds]
+        tabs = []
+        for t in tables:
+            if t.dataset == ds:
+                label_rows(t, configs)
+                tabs.append({"table": views.table_view(t, PAPER_ROWS), "figure": table_figure(t, out_dir)})
         sections.append({"id": views.slug("ds", ds), "title": views.dataset_label(ds), "dataset": ds,
                          "tables": tabs, "prd": prd.get(ds, []), "gallery": cards.get(ds, [])})
     return sections
 
 
-def _environment() -> jinja2.Environment:
+# ---- the page -----------------------------------------------------------------------------------------
+def _environment():
+    import jinja2
+    from markupsafe import Markup
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     # Our own static files, inlined verbatim: trusted markup, not data.
@@ -138,27 +244,50 @@ def render(context: dict) -> str:
     return _environment().get_template("index.html.j2").render(**context)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _prepare_out(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LeaderboardError(f"leaderboard folder {out_dir} is a file, not a folder; pass --out with a folder "
+                               f"for index.html and img/")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LeaderboardError(f"cannot create the leaderboard folder {out_dir}: part of its path is a file; "
+                               f"pass --out with a folder path") from None
+    except OSError as e:
+        raise LeaderboardError(f"cannot create the leaderboard folder {out_dir}: {e.strerror or e}; pass --out "
+                               f"with a writable folder") from None
+
+
+@contextmanager
+def build_lock(out_dir: Path) -> Iterator[None]:
+    """Exclusive lock on ``<out>/.build.lock``: one build at a time writes a site (released on exit or death)."""
+    try:
+        fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise LeaderboardError(f"cannot write the leaderboard to {out_dir}: {e.strerror or e}; pass --out with a "
+                               f"writable folder") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)     # closing the descriptor releases the lock
 
 
 def build(results_path: str | os.PathLike = DEFAULT_RESULTS, out_dir: str | os.PathLike = DEFAULT_OUT) -> Path:
     """Write ``out_dir/index.html`` (and its images) from the store at ``results_path``; return its path."""
-    started = time.time()
     results_path, out_dir = Path(results_path), Path(out_dir)
-    data = load_store(results_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    media = gallery.collect_media(data["runs"], data["measurements"], out_dir)
-    sections = dataset_sections(group_tables(aggregate(data["measurements"])), media, out_dir)
-    html = render({"sections": sections, "claims": views.claim_views(data["claims"]),
-                   "reference": views.reference_views(PAPER_ROWS), "generated": utcnow(),
-                   "store": str(results_path), "store_exists": results_path.exists(), "first_run": FIRST_RUN,
-                   "counts": {k: len(v) for k, v in data.items()}})
-    index = out_dir / "index.html"
-    _write_atomic(index, html)
-    gallery.prune_images(out_dir, _linked_images(sections, media), since=started)
+    _prepare_out(out_dir)
+    with build_lock(out_dir):
+        data = load_store(results_path)          # inside the lock: the last build reads every committed row
+        configs = cfgs.configs_by_group(data["runs"])
+        media = gallery.collect_media(data["runs"], data["measurements"], out_dir)
+        sections = dataset_sections(group_tables(aggregate(data["measurements"])), media, out_dir, configs)
+        html = render({"sections": sections, "claims": views.claim_views(data["claims"]),
+                       "reference": views.reference_views(PAPER_ROWS, MODERN_ROWS), "generated": utcnow(),
+                       "store": str(results_path), "store_exists": results_path.exists(), "first_run": FIRST_RUN,
+                       "counts": {k: len(v) for k, v in data.items()}})
+        index = atomic_write(out_dir / "index.html", html)
+        gallery.prune_images(out_dir, _linked_images(sections, media))
     return index
 
 
@@ -172,21 +301,19 @@ def _linked_images(sections: List[dict], media: List[gallery.RunMedia]) -> set:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m leaderboard.build", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results store (SQLite)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory for index.html and img/")
+    ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results store (SQLite), read only")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder for index.html and img/")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         index = build(args.results, args.out)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not args.results.exists():
-        print(f"note: no results store at {args.results} yet; wrote a page saying so", file=sys.stderr)
-    print(index)
-    return 0
+        if not args.results.exists():
+            print(f"note: no results store at {args.results} yet; wrote a page saying so", file=sys.stderr)
+        print(index)
+        return 0
+
+    return run_main(body, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,40 @@
 """Matplotlib figures of the leaderboard: coverage (BPD) vs quality (FID) scatter and PRD curves.
 
 The scatter mirrors the paper's framing (Sec. 3 and 5.1: BPD measures coverage of held-out data,
-FID sample quality); the PRD plot mirrors the paper's Fig. 19 (App. E.2; Sajjadi et al. 2018 curves).
-Figures are drawn on a bare ``matplotlib.figure.Figure`` (no pyplot state, Agg canvas) and written
-atomically (temp file, then rename), since several runs may rebuild the site at once.
+FID sample quality) and adds sampling cost as marker size (``speed_vs_gan`` or ``nfe`` when measured);
+the PRD plot mirrors the paper's Fig. 19 (App. E.2; Sajjadi et al. 2018 curves).
+Figures are drawn on a bare ``matplotlib.figure.Figure`` (no pyplot state, Agg canvas) and written with
+``common.io.atomic_write``.  matplotlib is imported on first use, so ``--help`` stays fast.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from matplotlib.figure import Figure
+from common.io import atomic_write
 
 Curve = Tuple[str, Sequence[float], Sequence[float]]      # label, precision, recall
+DEFAULT_MARKER = 5.0                                       # marker size (points) of a point without a cost
+COST_TICKS = (1, 10, 100, 1000, 10000)
+
+
+@dataclass
+class Point:
+    label: str
+    x: float
+    x_std: Optional[float]
+    y: float
+    y_std: Optional[float]
+    cost: Optional[float] = None      # sampling cost in the unit of the figure's cost legend (None: not measured)
+
+
+def _figure():
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5.2, 4.0), dpi=110, layout="constrained")
+    return fig, fig.subplots()
 
 
 def _safe_label(text: str) -> str:
@@ -23,22 +42,44 @@ def _safe_label(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _save(fig: Figure, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+def _save(fig, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
-def scatter_png(points: List[Tuple[str, float, Optional[float], float, Optional[float]]], path: Path,
-                title: str, xlabel: str = "BPD (coverage, lower is better)",
+def marker_size(cost: Optional[float]) -> float:
+    """Marker diameter (points): the default for no cost; grows with log2 of the cost (1 = default size)."""
+    if cost is None or not math.isfinite(cost) or cost <= 0:
+        return DEFAULT_MARKER
+    return min(26.0, max(2.5, DEFAULT_MARKER + 3.0 * math.log2(cost)))
+
+
+def scatter_png(points: List[Point], path: Path, title: str, cost_label: str = "",
+                xlabel: str = "BPD (coverage, lower is better)",
                 ylabel: str = "FID (quality, lower is better)") -> None:
-    """points: (label, x mean, x std or None, y mean, y std or None); error bars show the std over seeds."""
-    fig = Figure(figsize=(5.2, 4.0), dpi=110, layout="constrained")
-    ax = fig.subplots()
-    for label, x, xs, y, ys in points:
-        ax.errorbar([x], [y], xerr=None if xs is None else [xs], yerr=None if ys is None else [ys],
-                    fmt="o", capsize=3, markersize=5)
-        ax.annotate(_safe_label(label), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    """One point per configuration; error bars show the std over seeds; marker size shows ``cost`` when
+    ``cost_label`` names it (hollow markers: no cost measured)."""
+    from matplotlib.lines import Line2D
+    fig, ax = _figure()
+    for p in points:
+        hollow = bool(cost_label) and p.cost is None
+        ax.errorbar([p.x], [p.y], xerr=None if p.x_std is None else [p.x_std],
+                    yerr=None if p.y_std is None else [p.y_std], fmt="o", capsize=3,
+                    markersize=marker_size(p.cost if cost_label else None),
+                    markerfacecolor="none" if hollow else None, alpha=0.85)
+        ax.annotate(_safe_label(p.label), (p.x, p.y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if cost_label:
+        costs = [p.cost for p in points if p.cost is not None]
+        lo, hi = (min(costs), max(costs)) if costs else (1.0, 1.0)
+        ticks = [t for t in COST_TICKS if lo / 3 <= t <= hi * 3] or [COST_TICKS[0]]
+        if len(ticks) == 1:      # always show how size grows
+            ticks.append(next((t for t in COST_TICKS if t > ticks[0]), ticks[0] * 10))
+        handles = [Line2D([], [], ls="", marker="o", color="0.45", markersize=marker_size(t), label=f"{t:g}")
+                   for t in ticks]
+        if any(p.cost is None for p in points):
+            handles.append(Line2D([], [], ls="", marker="o", color="0.45", markerfacecolor="none",
+                                  markersize=DEFAULT_MARKER, label="not measured"))
+        ax.legend(handles=handles, title=cost_label, fontsize=7, title_fontsize=7, loc="best", labelspacing=1.1,
+                  borderpad=0.8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(_safe_label(title), fontsize=9)
@@ -47,9 +88,8 @@ def scatter_png(points: List[Tuple[str, float, Optional[float], float, Optional[
 
 
 def prd_png(curves: List[Curve], path: Path, title: str) -> None:
-    """One precision-recall curve per model (recall on x, precision on y, as in the paper's Fig. 19)."""
-    fig = Figure(figsize=(5.2, 4.0), dpi=110, layout="constrained")
-    ax = fig.subplots()
+    """One precision-recall curve per configuration (recall on x, precision on y, as in the paper's Fig. 19)."""
+    fig, ax = _figure()
     for label, precision, recall in curves:
         ax.plot(recall, precision, label=_safe_label(label), linewidth=1.5)
     ax.set_xlim(0, 1)

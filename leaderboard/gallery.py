@@ -1,23 +1,24 @@
-"""Per-model media for the leaderboard: sample grids, reconstructions (paper Fig. 5 and 21) and PRD curves
-(paper Fig. 19), taken from the newest finished run of each (dataset, protocol, model).
+"""Per-configuration media for the leaderboard: sample grids, reconstructions (paper Fig. 5 and 21) and PRD
+curves (paper Fig. 19), taken from the newest finished run of each configuration (``group_key``).
 
 Files read from ``<run_dir>``: ``samples.png``, ``reconstructions.png``, ``prd_curve.json``, ``prd.png``;
-absent files are simply not shown.  Images are copied into ``<out>/img/`` under names derived from a hash
-of the run id (never from model names, which are arbitrary text), so the page links them relatively and
-opens from disk.  A relative ``run_dir`` is resolved against the current working directory.
+absent files are simply not shown.  Images are copied (``common.io.atomic_write``) into ``<out>/img/`` under
+names derived from a hash of the run id (never from model names, which are arbitrary text), so the page links
+them relatively and opens from disk.  A relative ``run_dir`` is resolved against the current working directory.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from common.io import atomic_write
 from metrics import keys
 
 from .figures import load_prd_curve
+from .tables import group_of
 
 IMG_DIR = "img"
 MEDIA_FILES = {"samples": "samples.png", "reconstructions": "reconstructions.png", "prd": "prd.png"}
@@ -28,9 +29,10 @@ PRD_METRICS = (keys.PRD_AUC, keys.PRD_F8, keys.PRD_F1_8)
 @dataclass
 class RunMedia:
     run: dict
+    group: str
     images: Dict[str, str] = field(default_factory=dict)     # kind -> path relative to the out dir
     curve: Optional[Tuple[List[float], List[float]]] = None  # (precision, recall)
-    prd_extractor: str = ""                                  # extractor of the run's PRD measurements
+    prd_extractor: Tuple[str, str] = ("", "")                # (extractor, extractor id) of its PRD measurements
 
 
 def media_name(*parts: str) -> str:
@@ -40,41 +42,40 @@ def media_name(*parts: str) -> str:
 
 
 def newest_done_runs(runs: List[dict]) -> List[dict]:
-    """The newest run with status 'done' per (dataset, protocol, model): latest finish time, then the
-    latest start (``seq``, the store's insertion order, breaks ties between equal timestamps)."""
+    """The newest run with status 'done' per configuration (group): latest finish time, then the latest start
+    (``seq``, the store's insertion order, breaks ties between equal timestamps)."""
     def stamp(r: dict) -> tuple:
         return (r["finished"] or r["created"], r.get("seq", 0))
 
-    best: Dict[tuple, dict] = {}
+    best: Dict[str, dict] = {}
     for r in runs:
-        k = (r["dataset"], r["protocol"], r["model"])
-        if r["status"] == "done" and (k not in best or stamp(r) >= stamp(best[k])):
-            best[k] = r
-    return [best[k] for k in sorted(best)]
+        g = group_of(r)
+        if r["status"] == "done" and (g not in best or stamp(r) >= stamp(best[g])):
+            best[g] = r
+    return sorted(best.values(), key=lambda r: (r["dataset"], r["protocol"], r["model"], group_of(r)))
 
 
 def _copy(src: Path, out_dir: Path, rel: str) -> None:
-    dst = out_dir / rel
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with open(src, "rb") as f:
+        atomic_write(out_dir / rel, lambda dst: shutil.copyfileobj(f, dst))
 
 
-def _prd_extractor(run_id: str, extractors: Dict[str, set]) -> str:
+def _prd_extractor(run_id: str, extractors: Dict[str, set]) -> Tuple[str, str]:
     found = extractors.get(run_id, set())
-    return next(iter(found)) if len(found) == 1 else ""
+    return next(iter(found)) if len(found) == 1 else ("", "")
 
 
 def collect_media(runs: List[dict], measurements: List[dict], out_dir: Path) -> List[RunMedia]:
-    """Copy the images of the newest finished runs into out_dir/img and read their PRD curves."""
+    """Copy the images of the newest finished run of each configuration into out_dir/img and read its PRD
+    curve."""
     (out_dir / IMG_DIR).mkdir(parents=True, exist_ok=True)
     extractors: Dict[str, set] = {}
     for m in measurements:
         if m["metric"] in PRD_METRICS and m["extractor"]:
-            extractors.setdefault(m["run_id"], set()).add(m["extractor"])
+            extractors.setdefault(m["run_id"], set()).add((m["extractor"], m.get("extractor_id") or ""))
     media = []
     for run in newest_done_runs(runs):
-        item = RunMedia(run, prd_extractor=_prd_extractor(run["run_id"], extractors))
+        item = RunMedia(run, group_of(run), prd_extractor=_prd_extractor(run["run_id"], extractors))
         run_dir = Path(run["run_dir"]) if run["run_dir"] else None
         if run_dir is not None and run_dir.is_dir():
             for kind, fname in MEDIA_FILES.items():
@@ -87,9 +88,9 @@ def collect_media(runs: List[dict], measurements: List[dict], out_dir: Path) -> 
     return media
 
 
-def prune_images(out_dir: Path, keep: set, since: float) -> None:
-    """Remove images under out_dir/img that this build did not write and that no build wrote after
-    ``since`` (the start of this build; a concurrent build's fresh files are left alone)."""
+def prune_images(out_dir: Path, keep: set) -> None:
+    """Remove images under out_dir/img that this build does not link (builds hold the out dir's lock, so no
+    other build is writing there)."""
     for p in (out_dir / IMG_DIR).glob("*.png"):
-        if f"{IMG_DIR}/{p.name}" not in keep and p.stat().st_mtime < since:
+        if f"{IMG_DIR}/{p.name}" not in keep:
             p.unlink(missing_ok=True)

@@ -15,13 +15,15 @@ from typing import Dict, Iterable, List, Optional
 from metrics import keys
 
 from .paper_numbers import PaperRow
-from .tables import Column, Row, Table, metric_rank
+from .reference_numbers import MODERN_CAPTION, ReferenceRow
+from .tables import Column, Row, Table, is_legacy, metric_rank
 
 METRIC_LABELS = {keys.BPD: "BPD", keys.BPD_IW: "BPD (IW)", keys.IS: "IS", keys.IS_STD: "IS std",
                  keys.FID: "FID", keys.KID: "KID", keys.PRD_AUC: "PRD AUC", keys.PRD_F8: "F8",
                  keys.PRD_F1_8: "F1/8", keys.PRECISION: "Precision", keys.RECALL: "Recall",
                  keys.DENSITY: "Density", keys.COVERAGE: "Coverage", keys.GAN_TEST: "GAN-test (%)",
-                 keys.GAN_TRAIN: "GAN-train (%)", keys.REAL_BASELINE: "real\u2192real (%)"}
+                 keys.GAN_TRAIN: "GAN-train (%)", keys.REAL_BASELINE: "real\u2192real (%)",
+                 keys.NFE: "NFE", keys.SPEED_VS_GAN: "speed vs GAN (\u00d7)", keys.SAMPLES_PER_S: "samples/s"}
 ARROWS = {"higher": ("\u2191", "higher is better"), "lower": ("\u2193", "lower is better")}
 DATASET_LABELS = {"cifar10": "CIFAR-10", "stl10": "STL-10", "imagenet32": "ImageNet 32\u00d732",
                   "imagenet64": "ImageNet 64\u00d764", "digits": "digits", "mnist": "MNIST",
@@ -60,8 +62,9 @@ def scalar_text(v: object) -> str:
     return DASH if v is None else str(v)
 
 
-def cell(text: str, sort: object = None, title: str = "", cls: str = "") -> dict:
-    return {"text": text, "sort": "" if sort is None else sort, "title": title, "cls": cls}
+def cell(text: str, sort: object = None, title: str = "", cls: str = "", sub: str = "") -> dict:
+    """One table cell: display text, numeric/text sort key, tooltip, CSS class, and a second line."""
+    return {"text": text, "sort": "" if sort is None else sort, "title": title, "cls": cls, "sub": sub}
 
 
 def header(label: str, title: str = "", direction: str = "") -> dict:
@@ -78,9 +81,12 @@ def column_header(col: Column, multi_n: bool) -> dict:
     return header(label, f"{col.metric}: extractor-independent, held-out n={col.n_samples}", col.direction)
 
 
-FIXED_HEADERS = [header("Source"), header("Protocol"), header("Model"), header("Budget"),
+FIXED_HEADERS = [header("Source"), header("Protocol"),
+                 header("Model", "one row per configuration; a second line names the config keys in which "
+                                 "configurations of the same model differ"), header("Budget"),
                  header("n", "generated samples behind the extractor-dependent columns"),
-                 header("Seeds", "number of seeds aggregated")]
+                 header("Seeds", "number of seeds aggregated (one configuration)"),
+                 header("Checkpoint", "which checkpoint each seed evaluated (hover for every seed)")]
 
 
 def measured_cells(row: Row, columns: List[Column]) -> List[dict]:
@@ -102,20 +108,44 @@ def measured_cells(row: Row, columns: List[Column]) -> List[dict]:
 
 def provenance_cell(row: Row) -> dict:
     p = row.provenance()
-    hashes, versions = p["config_hashes"], p["code_versions"]
-    short = f"cfg {hashes[0][:8] if hashes else DASH}" + (f" +{len(hashes) - 1}" if len(hashes) > 1 else "")
+    hashes, versions, ext_ids = p["config_hashes"], p["code_versions"], p["extractor_ids"]
+    short = f"cfg {hashes[0] if hashes else DASH}" + (f" +{len(hashes) - 1}" if len(hashes) > 1 else "")
     text = f"{short} \u00b7 {versions[0][:10] if versions else DASH} \u00b7 {p['newest'][:10]} \u00b7 " \
            f"{len(p['run_ids'])} run{'s' if len(p['run_ids']) != 1 else ''}"
+    group = "legacy row (no group key)" if is_legacy(p["group"]) else p["group"]
     title = (f"config hash: {', '.join(hashes) or DASH}\ncode version: {', '.join(versions) or DASH}\n"
+             f"extractor id: {', '.join(ext_ids) or DASH}\ngroup: {group}\n"
              f"newest: {p['newest']}\nrun ids: {', '.join(p['run_ids'])}")
     return cell(text, p["newest"], title, "prov")
 
 
+def checkpoint_rule(label: str) -> str:
+    """'best val_bpd (2.8712)' -> 'best val_bpd'; 'last (step 400)' -> 'last'."""
+    return re.sub(r"\s*\(.*\)\s*$", "", label).strip() or label
+
+
+def checkpoint_cell(row: Row) -> dict:
+    per_seed = row.checkpoints
+    labels = sorted(set(per_seed.values()))
+    if not labels:
+        return cell(DASH, title="checkpoint not recorded (a run stored before checkpoints were labelled)")
+    rules = sorted({checkpoint_rule(label) for label in labels})
+    text = labels[0] if len(labels) == 1 else f"{' / '.join(rules)} ({len(per_seed)} seeds)"
+    title = "\n".join(f"seed {s}: {label}" for s, label in per_seed.items())
+    return cell(text, " / ".join(rules), title, "ckpt")
+
+
+def model_cell(row: Row) -> dict:
+    return cell(row.model, f"{row.model} {row.label}".strip(), row.label_title, "model", sub=row.label)
+
+
 def measured_row(row: Row, table: Table) -> dict:
     n = str(table.n_samples) if table.extractor else DASH
-    fixed = [cell("measured"), cell(row.protocol), cell(row.model, cls="model"), cell(table.budget),
-             cell(n, table.n_samples if table.extractor else None), cell(str(len(row.seeds)), len(row.seeds))]
-    return {"cls": "measured", "cells": fixed + measured_cells(row, table.columns) + [provenance_cell(row)]}
+    fixed = [cell("measured"), cell(row.protocol), model_cell(row), cell(table.budget),
+             cell(n, table.n_samples if table.extractor else None), cell(str(len(row.seeds)), len(row.seeds)),
+             checkpoint_cell(row)]
+    return {"cls": "measured", "cells": fixed + measured_cells(row, table.columns) + [provenance_cell(row)],
+            "group": row.group}
 
 
 def paper_value_cell(prow: PaperRow, metric: str) -> dict:
@@ -151,7 +181,7 @@ def paper_row_in_table(prow: PaperRow, table: Table) -> Optional[dict]:
         return None
     metric_cells = [paper_value_cell(prow, colmap[c]) if c in colmap else cell("") for c in table.columns]
     fixed = [cell(f"paper {prow.table}", cls="src"), cell(prow.group or DASH), paper_model_cell(prow),
-             cell("published"), cell(DASH), cell(DASH)]
+             cell("published"), cell(DASH), cell(DASH), cell(DASH)]
     prov = cell(f"Lucas et al. 2019, {prow.table}", title=prow.note, cls="prov")
     return {"cls": "paper", "cells": fixed + metric_cells + [prov]}
 
@@ -165,12 +195,14 @@ def table_view(table: Table, paper_rows: Iterable[PaperRow]) -> dict:
     rows = [measured_row(r, table) for r in table.rows]
     rows += [v for v in (paper_row_in_table(p, table) for p in paper_rows) if v is not None]
     if table.extractor:
-        caption = (f"{dataset_label(table.dataset)} \u00b7 extractor {table.extractor} \u00b7 budget "
-                   f"{table.budget} \u00b7 {table.n_samples} generated samples")
-        notes = ["Columns without an extractor (BPD) are held-out likelihoods, independent of the extractor."]
+        caption = (f"{dataset_label(table.dataset)} \u00b7 extractor {table.extractor}"
+                   f"{f' [id {table.extractor_id[:8]}]' if table.extractor_id else ''} \u00b7 budget "
+                   f"{table.budget} \u00b7 {table.n_samples} generated samples{accuracy_text(table)}")
+        notes = ["Columns without an extractor (BPD, sampling cost) are independent of the extractor."]
     else:
         caption = f"{dataset_label(table.dataset)} \u00b7 extractor-independent metrics \u00b7 budget {table.budget}"
         notes = []
+    notes += checkpoint_notes(table)
     if any(r["cls"] == "paper" for r in rows):
         notes.append("Rows marked 'paper' are the published numbers (paper budget and sample counts), "
                      "shown for reference.")
@@ -179,13 +211,58 @@ def table_view(table: Table, paper_rows: Iterable[PaperRow]) -> dict:
             "paper_toggle": n_paper}
 
 
-def reference_views(paper_rows: Iterable[PaperRow]) -> List[dict]:
-    """The published numbers, one table per (dataset, resolution, extractor), each row labelled."""
+def accuracy_text(table: Table) -> str:
+    """' · domain net held-out accuracy 97.2%' when the extractor's accuracy was recorded."""
+    accs = table.accuracies
+    if not accs:
+        return ""
+    shown = f"{accs[0]:.1f}%" if len(accs) == 1 else f"{accs[0]:.1f}\u2013{accs[-1]:.1f}%"
+    return f" \u00b7 {table.extractor} net held-out accuracy {shown}"
+
+
+def checkpoint_notes(table: Table) -> List[str]:
+    rules = {checkpoint_rule(label) for r in table.rows for label in r.checkpoints.values()}
+    if len(rules) > 1:
+        return [f"Rows of this table evaluated checkpoints chosen by different rules ({', '.join(sorted(rules))}); "
+                "compare them with care."]
+    return []
+
+
+def reference_views(paper_rows: Iterable[PaperRow], modern_rows: Iterable[ReferenceRow] = ()) -> List[dict]:
+    """The published numbers, one table per (dataset, resolution, extractor), each row labelled; then the
+    modern likelihood models' table."""
     groups: Dict[tuple, List[PaperRow]] = {}
     for p in paper_rows:
         groups.setdefault((p.dataset, p.resolution, p.extractor), []).append(p)
     order = sorted(groups, key=lambda k: (k[0] != "cifar10", k[1], k[0], k[2] != "inception"))
-    return [reference_table(k, groups[k]) for k in order]
+    views = [reference_table(k, groups[k]) for k in order]
+    modern = list(modern_rows)
+    if modern:
+        views.append(modern_table(modern))
+    return views
+
+
+def bound_value_cell(row: ReferenceRow, metric: str) -> dict:
+    text = ("\u2264 " if metric in row.bounds else "") + row.values[metric] + row.marks.get(metric, "")
+    title = f"{row.source}, as printed" + ("; an upper bound on the NLL" if metric in row.bounds else "")
+    return cell(text, row.value(metric), title, "num")
+
+
+def modern_table(rows: List[ReferenceRow]) -> dict:
+    """Modern likelihood models on CIFAR-10 (reference_numbers.py): one row per model, labelled with its paper
+    and table."""
+    metrics = sorted({m for r in rows for m in r.values}, key=metric_rank)
+    headers = [header("Paper"), header("Model")] + \
+        [header(METRIC_LABELS.get(m, m), f"{m} as published", keys.DIRECTION.get(m, "")) for m in metrics]
+    body = [{"cls": "paper", "cells": [cell(r.source, title=r.url, cls="src"),
+                                       cell(r.model, title=r.note, cls="model")] +
+             [bound_value_cell(r, m) if m in r.values else cell("") for m in metrics]} for r in rows]
+    notes = ["Later likelihood models, not from Lucas et al. 2019: held-out bits/dim on CIFAR-10 32\u00d732 "
+             "(\u2264: a variational bound) and, where the paper reports them, FID/IS on Inception features. "
+             "Each figure was checked at its source (leaderboard/reference_numbers.py)."]
+    notes += sorted({r.note for r in rows if r.note})
+    return {"id": slug("ref-modern", *sorted({r.dataset for r in rows})), "caption": MODERN_CAPTION,
+            "notes": notes, "headers": headers, "rows": body, "paper_toggle": 0}
 
 
 def reference_table(key: tuple, rows: List[PaperRow]) -> dict:
@@ -232,10 +309,23 @@ def evidence_rows(evidence: object, prefix: str = "") -> List[tuple]:
     return [(prefix or "value", scalar_text(evidence))]
 
 
+def configs_text(configs: object) -> List[tuple]:
+    """The configurations a verdict was evaluated on: [(model, 'cfg <hash>')], sorted by model."""
+    if not isinstance(configs, dict) or not configs:
+        return []
+    return [(str(m), f"cfg {h}" if h else DASH) for m, h in sorted(configs.items(), key=lambda kv: str(kv[0]))]
+
+
 def claim_views(claims: List[dict]) -> List[dict]:
-    order = sorted(claims, key=lambda c: (c["dataset"], c["protocol"], c["budget"], c["extractor"], c["claim_id"]))
+    """The latest verdict per claim and configuration set (the store keeps one per set), newest first within
+    a claim."""
+    newest_first = sorted(claims, key=lambda c: (c["created"], c.get("id", 0)), reverse=True)
+    order = sorted(newest_first, key=lambda c: (c["dataset"], c["protocol"], c["budget"], c["extractor"],
+                                                c["claim_id"]))
     return [{"claim_id": c["claim_id"], "text": c["text"], "status": c["status"],
              "status_cls": "st-" + re.sub(r"[^a-z]+", "-", c["status"].lower()).strip("-"),
              "context": f"{c['protocol']} \u00b7 {dataset_label(c['dataset'])} \u00b7 budget {c['budget']}"
                         + (f" \u00b7 extractor {c['extractor']}" if c["extractor"] else ""),
+             "configs": configs_text(c.get("configs")),
+             "configs_sort": " ".join(f"{m}={h}" for m, h in configs_text(c.get("configs"))),
              "created": c["created"], "evidence": evidence_rows(c["evidence"])} for c in order]

@@ -66,6 +66,24 @@ def default_out() -> Path:
     return Path(os.environ.get("AVADE_RUNS", "runs"))
 
 
+def default_cache(out_dir: Path) -> Path:
+    """Feature and extractor cache: $AVADE_CACHE (share it between run folders), else <out>/cache."""
+    return Path(os.environ["AVADE_CACHE"]) if os.environ.get("AVADE_CACHE") else Path(out_dir) / "cache"
+
+
+def usable_dir(path: Path, what: str) -> Path:
+    """Create ``path`` (a folder the run writes into) or fail now with a one-line message."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{what} {path} is not a folder (a file is in the way); pass another path") from None
+    except PermissionError:
+        raise ConfigError(f"{what} {path} cannot be created here (permission denied); pass another path") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"{what} {path} is not writable; pass another path")
+    return Path(path)
+
+
 # ---- planning: every cell resolved and checked before any work --------------------------------------
 def model_names(p: Protocol, models: Optional[Sequence[str]] = None) -> List[str]:
     names: List[str] = []
@@ -144,6 +162,11 @@ def preflight_extractors(p: Protocol, cfgs: List[RunConfig]) -> None:
 
 def preflight_data(p: Protocol, ds, cfgs: List[RunConfig]) -> None:
     """Checks that need the dataset: labels, the extractor, the batch size, and each model's structure."""
+    if p.needs_labels:
+        plain = sorted({c.model for c in cfgs if not getattr(c.model_cfg, "conditional", False)})
+        if plain:
+            raise ConfigError(f"protocol {p.name} needs class-conditional models; {', '.join(plain)} "
+                              f"{'is' if len(plain) == 1 else 'are'} not (models: {', '.join(p.models)})")
     if p.needs_labels and ds.train_y is None:
         raise ConfigError(f"protocol {p.name} needs class labels, and dataset {ds.name} has no labels")
     if p.extractor is None and ds.train_y is None and any(c.eval.extractor == "domain" for c in cfgs):
@@ -235,9 +258,10 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
     ds = load_dataset(dataset, data_root=data_root, download=download)
     preflight_data(p, ds, cfgs)
     store = ResultsStore(results or default_results())
-    out_dir = Path(out or default_out())
+    out_dir = usable_dir(Path(out or default_out()), "--out")
     ctx = Context(dataset=ds, budget=budget, store=store, out_dir=out_dir, device=device,
-                  overrides=dict(overrides or {}), resume=resume, cache_dir=out_dir / "cache", progress=progress)
+                  overrides=dict(overrides or {}), resume=resume, cache_dir=usable_dir(default_cache(out_dir), "cache"),
+                  progress=progress)
     cells = [Cell(p, c.model, c.seed, c, ds.name, ds.content_hash, extractor_identity(ctx, p, c)) for c in cfgs]
     outcomes = _run_cells(p, ctx, cells, fresh=fresh, debug=debug)
     claim_cfgs, _ = plan(protocol, None, [seed], dataset=dataset, budget=budget,

@@ -1,5 +1,7 @@
-"""Leaderboard site: tables never mix datasets/extractors/budgets/sample counts, mean ± std over seeds,
-paper reference rows, escaping of hostile names, empty store, relative images, well-formed HTML."""
+"""Leaderboard site: tables never mix datasets/extractors (or extractor identities)/budgets/sample counts,
+never pool configurations, mean ± std over the seeds of one configuration, checkpoints and extractor accuracy,
+paper and modern reference rows, claims per configuration set, escaping of hostile names, empty and legacy
+stores, relative images, the cost channel of the scatter, well-formed HTML."""
 import json
 import statistics
 import zlib
@@ -21,6 +23,10 @@ XSS_ATTR = '"><img src=x onerror=alert(1)>'
 MODELS = ("gan", "vae", XSS_SCRIPT, XSS_ATTR)
 # digits / domain / cpu / 5000 FID per model and seed
 FID = {m: [10.0 + 7 * i + s * (i + 1) for s in range(3)] for i, m in enumerate(MODELS)}
+CFG = "cfg1a2b3c4d5e"                       # one (seed-free) configuration per model in the main fixture
+EXT_ID = {"domain": "dom0a1b2c3d4e5f6", "inception": "inc0a1b2c3d4e5f6"}
+ACCURACY = 97.25                             # the domain net's held-out accuracy (%) as the protocols record it
+CKPT = "last (step 400)"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -29,7 +35,12 @@ def _png(path: Path) -> None:
     Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(path)
 
 
-def _run(store, root, rid, model, dataset, seed, status="done", files=("samples", "recon", "curve")):
+def gkey(dataset, budget, model, cfg=CFG, protocol="ablation"):
+    return f"g:{protocol}:{dataset}:{budget}:{model}:{cfg}"
+
+
+def _run(store, root, rid, model, dataset, seed, status="done", files=("samples", "recon", "curve"), cfg=CFG,
+         config=None, checkpoint=CKPT, budget="cpu"):
     rd = root / "runs" / rid
     rd.mkdir(parents=True)
     if "samples" in files:
@@ -41,15 +52,27 @@ def _run(store, root, rid, model, dataset, seed, status="done", files=("samples"
         (rd / "prd_curve.json").write_text(json.dumps({"precision": list(1 - t ** 2), "recall": list(t)}))
     if "prd_png" in files:
         _png(rd / "prd.png")
-    store.start_run(rid, model=model, protocol="ablation", dataset=dataset, budget="cpu", seed=seed,
-                    run_dir=str(rd), config_hash=f"cfg{seed}", code_version="0.1.0+gabc")
-    store.finish_run(rid, status)
+    g = gkey(dataset, budget, model, cfg)
+    store.start_run(rid, model=model, protocol="ablation", dataset=dataset, budget=budget, seed=seed,
+                    run_dir=str(rd), config=config or {"model": model, "train": {"steps": 400}}, config_hash=cfg,
+                    code_version="0.1.0+gabc", group_key=g, cell_key=f"{g}:s{seed}")
+    if status == "done":
+        store.commit_cell(rid, [], checkpoint=checkpoint)
+    else:
+        store.finish_run(rid, status)
     return rd
 
 
-def _measure(store, rid, model, dataset, seed, metric, value, extractor, n, budget="cpu"):
+def _measure(store, rid, model, dataset, seed, metric, value, extractor, n, budget="cpu", cfg=CFG,
+             checkpoint=CKPT, ext_id=None, extra=None):
+    g = gkey(dataset, budget, model, cfg)
+    info = {"checkpoint": checkpoint, **({"extractor_accuracy": ACCURACY} if extractor == "domain" else {}),
+            **(extra or {})}
     store.add([Measurement(rid, model, "ablation", dataset, budget, seed, metric, value, extractor, n,
-                           config_hash=f"cfg{seed}", code_version="0.1.0+gabc")])
+                           config_hash=cfg, code_version="0.1.0+gabc", extra=info, group_key=g,
+                           cell_key=f"{g}:s{seed}",
+                           extractor_id=(EXT_ID.get(extractor, "") if ext_id is None else ext_id) if extractor
+                           else "")])
 
 
 def make_store(root: Path) -> Path:
@@ -185,15 +208,19 @@ def test_grouping_never_mixes_dataset_extractor_budget_or_sample_count(site):
     tables = group_tables(aggregate(store.measurements()))
     keys_seen = [t.key for t in tables]
     assert len(keys_seen) == len(set(keys_seen))
-    assert {k for k in keys_seen} == {("cifar10", "inception", "cpu", 10000), ("digits", "domain", "cpu", 5000),
-                                      ("digits", "domain", "cpu", 1000), ("digits", "domain", "smoke", 5000),
-                                      ("digits", "inception", "cpu", 5000)}
+    dom, inc = EXT_ID["domain"], EXT_ID["inception"]
+    assert {k for k in keys_seen} == {("cifar10", "inception", inc, "cpu", 10000),
+                                      ("digits", "domain", dom, "cpu", 5000), ("digits", "domain", dom, "cpu", 1000),
+                                      ("digits", "domain", dom, "smoke", 5000),
+                                      ("digits", "inception", inc, "cpu", 5000)}
     for t in tables:
         for row in t.rows:
             for col, c in row.cells.items():
                 assert (c.dataset, c.budget) == (t.dataset, t.budget)
+                assert c.group == row.group           # one row is one configuration, never pooled
                 if c.extractor:
                     assert (c.extractor, c.n_samples) == (t.extractor, t.n_samples) == (col.extractor, col.n_samples)
+                    assert c.extractor_id == t.extractor_id
     # BPD (extractor-independent) is shown alongside in every cpu table of its dataset
     for t in tables:
         has_bpd = any(c.metric == keys.BPD for c in t.columns)
@@ -359,3 +386,226 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "s" / "index.html").is_file()
     assert lb.main(["--results", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
     assert "not a file" in capsys.readouterr().err
+
+
+# ---- configurations, checkpoints, extractor identity and accuracy ------------------------------------------
+def _config(steps, adv=1.0):
+    return {"model": "avade", "dataset": "digits", "budget": "cpu", "seed": 0, "protocol": "ablation",
+            "train": {"steps": steps, "lr": 0.002, "log_every": 50, "progress": True},
+            "eval": {"n_samples": 5000, "inception_weights": "/somewhere/else.pth"},
+            "model_cfg": {"adv_weight": adv, "width": 32}}
+
+
+def _two_config_store(root: Path) -> Path:
+    """avade at two configurations (2 seeds of train.steps=600, 1 seed of train.steps=3) and a one-config gan."""
+    store = ResultsStore(root / "results.sqlite")
+    plan = [("avade", "cfgA00000001", _config(600), (0, 1), "best val_bpd (2.8712)"),
+            ("avade", "cfgB00000002", _config(3), (0,), "last (step 3)"),
+            ("gan", "cfgC00000003", {**_config(600), "model": "gan"}, (0, 1), "last (step 600)")]
+    for model, cfg, config, seeds, ckpt in plan:
+        for s in seeds:
+            rid = f"{model}-{cfg}-{s}"
+            _run(store, root, rid, model, "digits", s, cfg=cfg, config={**config, "seed": s}, checkpoint=ckpt,
+                 files=("samples", "curve"))
+            _measure(store, rid, model, "digits", s, keys.BPD, 2.0 + s / 10 + (cfg == "cfgB00000002"), "", 360,
+                     cfg=cfg, checkpoint=ckpt)
+            _measure(store, rid, model, "digits", s, keys.FID, 20.0 + s + 10 * (cfg == "cfgB00000002"), "domain",
+                     5000, cfg=cfg, checkpoint=ckpt)
+            _measure(store, rid, model, "digits", s, keys.PRD_AUC, 0.5, "domain", 5000, cfg=cfg, checkpoint=ckpt)
+    return root / "results.sqlite"
+
+
+@pytest.fixture(scope="module")
+def configs_site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cfgs")
+    index = lb.build(_two_config_store(root), root / "site")
+    html = index.read_text(encoding="utf-8")
+    return {"root": root, "html": html, "page": parse(html)}
+
+
+def test_configurations_are_separate_rows_labelled_by_their_differing_keys(configs_site):
+    t = table_by_caption(configs_site["page"], "digits", "extractor domain")
+    model_col, seeds_col, prov_col = (t["headers"].index(h) for h in ("Model", "Seeds", "Provenance"))
+    rows = [r for r in t["rows"] if r["cls"] == "measured"]
+    avade = [r for r in rows if r["cells"][model_col]["text"].startswith("avade")]
+    assert len(avade) == 2                                        # never pooled into one row
+    seeds = {r["cells"][model_col]["text"]: r["cells"][seeds_col]["text"] for r in avade}
+    assert seeds == {"avade train.steps=600": "2", "avade train.steps=3": "1"}
+    assert all(r["cells"][seeds_col]["text"] != "3" for r in rows)
+    assert "3 seeds" not in configs_site["html"]
+    # only hashed keys that differ: never log_every, progress, the seed or the Inception path
+    assert "log_every" not in configs_site["html"] and "inception_weights" not in configs_site["html"]
+    (gan,) = measured_rows(t, "gan")                              # one configuration: just the model
+    assert gan["cells"][seeds_col]["text"] == "2"
+    provs = {r["cells"][model_col]["text"]: r["cells"][prov_col]["text"] for r in avade}
+    assert "cfg cfgA00000001" in provs["avade train.steps=600"] and "cfg cfgB00000002" in provs["avade train.steps=3"]
+    fid_col = column(t, "FID")
+    fids = {r["cells"][model_col]["text"]: float(r["cells"][fid_col]["data-sort"]) for r in avade}
+    assert fids == {"avade train.steps=600": pytest.approx(20.5), "avade train.steps=3": pytest.approx(30.0)}
+
+
+def test_grouping_by_group_key_and_two_configs_in_aggregate(configs_site, tmp_path):
+    store = ResultsStore(configs_site["root"] / "results.sqlite", readonly=True)
+    cells = [c for c in aggregate(store.measurements()) if (c.model, c.metric) == ("avade", keys.FID)]
+    assert sorted(len(c.seeds) for c in cells) == [1, 2] and len({c.group for c in cells}) == 2
+
+
+def test_config_labels_name_model_keys_and_several_keys():
+    from leaderboard.configs import diff_labels
+    configs = {"a": (_config(600, adv=1.0), "h1"), "b": (_config(600, adv=10.0), "h2"),
+               "c": (_config(3, adv=10.0), "h3"), "d": ({}, "h4")}
+    labels = diff_labels({"a": ("p", "avade"), "b": ("p", "avade"), "c": ("p", "avade")}, configs)
+    assert labels["a"][0] == "train.steps=600, model.adv_weight=1.0"
+    assert labels["b"][0] == "train.steps=600, model.adv_weight=10.0"
+    assert labels["c"][0] == "train.steps=3, model.adv_weight=10.0"
+    assert diff_labels({"a": ("p", "avade"), "b": ("p", "gan")}, configs) == {}      # one config per model
+    # a configuration without a recorded config (legacy run): told apart by its hash
+    legacy = diff_labels({"a": ("p", "avade"), "d": ("p", "avade")}, configs)
+    assert legacy["a"][0] == "cfg h1" and legacy["d"][0] == "cfg h4"
+
+
+def test_checkpoint_column_and_mixed_rule_note(configs_site):
+    t = table_by_caption(configs_site["page"], "digits", "extractor domain")
+    model_col, ckpt_col = t["headers"].index("Model"), t["headers"].index("Checkpoint")
+    by_model = {r["cells"][model_col]["text"]: r["cells"][ckpt_col] for r in t["rows"] if r["cls"] == "measured"}
+    assert by_model["avade train.steps=600"]["text"] == "best val_bpd (2.8712)"
+    assert "seed 0: best val_bpd (2.8712)" in by_model["avade train.steps=600"]["title"]
+    assert by_model["avade train.steps=3"]["text"] == "last (step 3)"
+    assert by_model["gan"]["text"] == "last (step 600)"
+    assert "different rules (best val_bpd, last)" in configs_site["html"]
+
+
+def test_extractor_accuracy_in_caption_and_identity_in_tables(configs_site, site):
+    t = table_by_caption(configs_site["page"], "digits", "extractor domain")
+    assert "domain net held-out accuracy 97.2%" in t["caption"] or "97.3%" in t["caption"]
+    assert f"[id {EXT_ID['domain'][:8]}]" in t["caption"]
+    inc = table_by_caption(site["page"], "digits", "extractor inception", "budget cpu")
+    assert "accuracy" not in inc["caption"]       # recorded for the domain net only
+
+
+def test_tables_never_compare_two_extractor_identities(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    for ext_id, fid in (("domnet-aaaaaaaa", 10.0), ("domnet-bbbbbbbb", 20.0)):
+        cfg = f"cfg-{ext_id[-4:]}"
+        _measure(store, f"r-{ext_id}", "gan", "digits", 0, keys.FID, fid, "domain", 5000, cfg=cfg, ext_id=ext_id)
+    page = parse(lb.build(tmp_path / "r.sqlite", tmp_path / "site").read_text())
+    a = table_by_caption(page, "extractor domain [id domnet-a]")
+    b = table_by_caption(page, "extractor domain [id domnet-b]")
+    assert len(a["rows"]) == len(b["rows"]) == 1
+
+
+def test_legacy_rows_without_identity_still_render(tmp_path):
+    """A store written before group keys: the old schema, opened read-only; each (model, config hash) is a group."""
+    import sqlite3
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("""
+    CREATE TABLE measurements (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, model TEXT NOT NULL,
+        protocol TEXT NOT NULL, dataset TEXT NOT NULL, budget TEXT NOT NULL, seed INTEGER NOT NULL,
+        metric TEXT NOT NULL, value REAL NOT NULL, extractor TEXT NOT NULL DEFAULT '',
+        n_samples INTEGER NOT NULL DEFAULT 0, config_hash TEXT NOT NULL DEFAULT '',
+        code_version TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, extra TEXT NOT NULL DEFAULT '{}');
+    CREATE TABLE runs (run_id TEXT PRIMARY KEY, model TEXT NOT NULL, protocol TEXT NOT NULL, dataset TEXT NOT NULL,
+        budget TEXT NOT NULL, seed INTEGER NOT NULL, run_dir TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}', config_hash TEXT NOT NULL DEFAULT '', code_version TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'running', created TEXT NOT NULL, finished TEXT);
+    CREATE TABLE claims (id INTEGER PRIMARY KEY AUTOINCREMENT, protocol TEXT NOT NULL, dataset TEXT NOT NULL,
+        budget TEXT NOT NULL, extractor TEXT NOT NULL DEFAULT '', claim_id TEXT NOT NULL, text TEXT NOT NULL,
+        status TEXT NOT NULL, evidence TEXT NOT NULL DEFAULT '{}', created TEXT NOT NULL);
+    """)
+    rows = [("r0", "vae", 0, "bpd", 2.1, "", 360, "old1"), ("r0", "vae", 0, "fid", 30.0, "domain", 5000, "old1"),
+            ("r1", "vae", 1, "bpd", 2.3, "", 360, "old1"), ("r1", "vae", 1, "fid", 34.0, "domain", 5000, "old1"),
+            ("r2", "vae", 0, "fid", 90.0, "domain", 5000, "old2")]
+    con.executemany("INSERT INTO measurements (run_id, model, protocol, dataset, budget, seed, metric, value, "
+                    "extractor, n_samples, config_hash, created) VALUES (?,?,'ablation','digits','cpu',?,?,?,?,?,?,"
+                    "'2020-01-01T00:00:00+00:00')", rows)
+    con.execute("INSERT INTO claims (protocol, dataset, budget, claim_id, text, status, created) VALUES "
+                "('ablation','digits','cpu','c1','old claim','reproduced','2020-01-01')")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    page = parse(lb.build(path, tmp_path / "site").read_text())
+    assert path.read_bytes() == before                         # read only: not even migrated
+    t = table_by_caption(page, "digits", "extractor domain")
+    model_col, seeds_col, fid_col = t["headers"].index("Model"), t["headers"].index("Seeds"), column(t, "FID")
+    rows = {r["cells"][model_col]["text"]: r for r in t["rows"] if r["cls"] == "measured"}
+    assert set(rows) == {"vae cfg old1", "vae cfg old2"}       # two legacy configurations, two rows
+    assert rows["vae cfg old1"]["cells"][seeds_col]["text"] == "2"
+    assert float(rows["vae cfg old1"]["cells"][fid_col]["data-sort"]) == pytest.approx(32.0)
+    assert rows["vae cfg old1"]["cells"][column(t, "BPD")]["text"].startswith("2.2")   # BPD joins its group
+    (claims,) = [x for x in page.tables if x["headers"][:1] == ["Claim"]]
+    assert "not recorded" in claims["rows"][0]["cells"][4]["text"]
+
+
+# ---- claims per configuration set ----------------------------------------------------------------------
+def test_claims_show_their_configurations_and_latest_verdict_per_configuration_set(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    common = dict(protocol="ablation", dataset="digits", budget="cpu", extractor="domain", claim_id="ade-bpd",
+                  text="ADE improves BPD")
+    store.add_claim(**common, status="inconclusive", evidence={"d": 1}, configs={"avade": "aaa111", "gan": "ggg"})
+    store.add_claim(**common, status="reproduced", evidence={"d": 2}, configs={"avade": "aaa111", "gan": "ggg"})
+    store.add_claim(**common, status="not reproduced", evidence={"d": 3}, configs={"avade": "bbb222", "gan": "ggg"})
+    page = parse(lb.build(tmp_path / "r.sqlite", tmp_path / "site").read_text())
+    (claims,) = [t for t in page.tables if t["headers"][:1] == ["Claim"]]
+    assert claims["headers"][4] == "Configurations"
+    got = sorted((r["cells"][4]["text"], r["cells"][1]["text"].strip()) for r in claims["rows"])
+    assert got == [("avadecfg aaa111gancfg ggg", "reproduced"), ("avadecfg bbb222gancfg ggg", "not reproduced")]
+
+
+# ---- reference numbers ----------------------------------------------------------------------------------
+def test_modern_likelihood_reference_table(site):
+    from leaderboard.reference_numbers import MODERN_CAPTION, MODERN_ROWS
+    t = table_by_caption(site["page"], MODERN_CAPTION)
+    assert t["headers"][:2] == ["Paper", "Model"]
+    by_model = {r["cells"][1]["text"]: r for r in t["rows"]}
+    assert set(by_model) == {r.model for r in MODERN_ROWS}
+    ddpm = by_model["DDPM (L_simple)"]
+    assert ddpm["cells"][0]["text"] == "Ho et al. 2020, Table 1"
+    assert ddpm["cells"][column(t, "BPD")]["text"] == "\u2264 3.75"
+    assert ddpm["cells"][column(t, "FID")]["text"] == "3.17"
+    for r in MODERN_ROWS:
+        assert r.url.startswith("https://arxiv.org/abs/") and r.source and r.values
+        assert all(isinstance(r.value(m), float) for m in r.values)
+    # never mixed into measured tables or into the paper's own reference tables
+    assert all(r["cells"][0]["text"].startswith("Table ") for x in site["page"].tables
+               if x["caption"].startswith("Published reference") for r in x["rows"])
+
+
+# ---- the cost channel of the scatter ---------------------------------------------------------------------
+def test_scatter_marker_size_from_sampling_cost(tmp_path):
+    from leaderboard import figures
+    assert figures.marker_size(None) == figures.DEFAULT_MARKER == figures.marker_size(1.0)
+    assert figures.marker_size(0.25) < figures.marker_size(1.0) < figures.marker_size(10) < figures.marker_size(1000)
+    store = ResultsStore(tmp_path / "r.sqlite")
+    for model, speed in (("gan", 1.0), ("avade", 0.5), ("ddpm", 0.001), ("vae", None)):
+        _measure(store, f"r-{model}", model, "digits", 0, keys.BPD, 2.0, "", 360)
+        _measure(store, f"r-{model}", model, "digits", 0, keys.FID, 20.0, "domain", 5000)
+        if speed is not None:
+            _measure(store, f"r-{model}", model, "digits", 0, keys.SPEED_VS_GAN, speed, "", 1000)
+    (table,) = [t for t in group_tables(aggregate(ResultsStore(tmp_path / "r.sqlite").measurements()))
+                if t.extractor]
+    points, legend = lb.scatter_points(table)
+    costs = {p.label: p.cost for p in points}
+    assert costs == {"gan": 1.0, "avade": 2.0, "ddpm": pytest.approx(1000.0), "vae": None}
+    assert "GAN" in legend
+    page = parse(lb.build(tmp_path / "r.sqlite", tmp_path / "site").read_text())
+    fig = [i for i in page.imgs if i.get("alt", "").startswith("BPD vs FID")]
+    assert len(fig) == 1 and (tmp_path / "site" / fig[0]["src"]).is_file()
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "Marker size: sampling cost" in html and "hollow markers: no cost measured" in html
+    t = table_by_caption(page, "digits", "extractor domain")
+    assert any(h.startswith("speed vs GAN") for h in t["headers"])
+    # NFE when there is no speed measurement; no cost at all: no legend
+    _measure(store, "r-x", "x", "digits", 0, keys.NFE, 1000, "", 0, cfg="other")
+    assert lb.scatter_points(table)[1]
+    no_cost = [c for c in aggregate(ResultsStore(tmp_path / "r.sqlite").measurements())
+               if c.metric != keys.SPEED_VS_GAN]
+    (plain,) = [t for t in group_tables(no_cost) if t.extractor]
+    assert lb.scatter_points(plain)[1] == ""
+
+
+def test_build_reads_the_store_without_writing_it(tmp_path):
+    results = make_store(tmp_path)
+    before = results.read_bytes()
+    lb.build(results, tmp_path / "site")
+    assert results.read_bytes() == before

@@ -264,3 +264,33 @@ def test_paper_rows_toggle_on_matching_table(tmp_path, browser):
     dt.js("""document.querySelector("input.toggle-paper").click()""")
     assert dt.js(visible) == 0
     assert dt.errors() == [], dt.errors()
+
+
+def test_configurations_render_as_labelled_rows(tmp_path, browser):
+    """Two configurations of one model: two rows, each with its differing config key under the model name."""
+    store = ResultsStore(tmp_path / "results.sqlite")
+    for cfg, steps, seeds in (("cfgA", 600, (0, 1)), ("cfgB", 3, (0,))):
+        for s in seeds:
+            rid = f"avade-{cfg}-{s}"
+            store.start_run(rid, model="avade", protocol="ablation", dataset="digits", budget="cpu", seed=s,
+                            config={"model": "avade", "train": {"steps": steps}}, config_hash=cfg, group_key=cfg,
+                            cell_key=f"{cfg}-{s}")
+            store.commit_cell(rid, [Measurement(rid, "avade", "ablation", "digits", "cpu", s, keys.FID, 10.0 * steps,
+                                                "domain", 500, config_hash=cfg, group_key=cfg, cell_key=f"{cfg}-{s}",
+                                                extractor_id="dom")], checkpoint="last (step %d)" % steps)
+    index = build(tmp_path / "results.sqlite", tmp_path / "site")
+    dt = browser
+    for domain in ("Runtime", "Log", "Page"):
+        dt.call(f"{domain}.enable")
+    dt.call("Page.navigate", url=index.resolve().as_uri())
+    dt.wait_for("Page.loadEventFired")
+    rows = dt.js("""[...document.querySelectorAll("tr.measured")].map(r => {
+        const c = r.cells[2], s = c.querySelector("span.cfg");
+        return [c.firstChild.textContent.trim(), s ? s.textContent : "", r.cells[5].textContent,
+                s ? s.getBoundingClientRect().height > 0 : false]; })""")
+    assert sorted(rows) == [["avade", "train.steps=3", "1", True], ["avade", "train.steps=600", "2", True]]
+    _click_header(dt, "Model")
+    assert [r[1] for r in dt.js("""[...document.querySelectorAll("tr.measured")].map(r =>
+        [r.cells[2].firstChild.textContent.trim(), r.cells[2].querySelector("span.cfg").textContent])""")] == \
+        ["train.steps=3", "train.steps=600"]
+    assert dt.errors() == [], dt.errors()
