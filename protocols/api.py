@@ -241,6 +241,19 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
                  data_root: Optional[str] = None, download: bool = False, results: Optional[Path] = None,
                  out: Optional[Path] = None, overrides: Optional[Dict[str, str]] = None, resume: bool = False,
                  fresh: bool = False, progress: bool = True, debug: bool = False) -> ProtocolResult:
+    """Run (or complete) one protocol; see the module docstring.  Torch's thread count is restored after."""
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        return _run_protocol(protocol, models=models, dataset=dataset, budget=budget, seed=seed, seeds=seeds,
+                             data_root=data_root, download=download, results=results, out=out,
+                             overrides=overrides, resume=resume, fresh=fresh, progress=progress, debug=debug)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_root, download, results, out,
+                  overrides, resume, fresh, progress, debug) -> ProtocolResult:
     p = PROTOCOLS.get(protocol)
     n_seeds = seeds if seeds is not None else p.seeds
     if n_seeds < 1:

@@ -1,0 +1,33 @@
+"""The Python API does what the CLI does, without the CLI: run a protocol, get the table and claims, build the page;
+and the claims and the table of a run use that run's configurations only."""
+import torch
+
+from leaderboard.build import build
+from protocols.api import run_protocol
+from protocols.store import ResultsStore
+
+SMALL = {"eval.n_samples": "60"}
+
+
+def test_run_protocol_then_build_the_page(tmp_path):
+    threads = torch.get_num_threads()
+    res = run_protocol("ablation", models=["vae"], budget="smoke", seeds=2, results=tmp_path / "r.sqlite",
+                       out=tmp_path / "runs", overrides=SMALL, progress=False)
+    assert torch.get_num_threads() == threads                    # the caller's thread count is restored
+    assert [c.status for c in res.cells] == ["done", "done"]
+    assert res.table["vae"]["bpd"]["n"] == 2 and res.configs["vae"] == ResultsStore(
+        tmp_path / "r.sqlite").measurements(model="vae")[0]["config_hash"]
+    assert len(res.claims) == 5 and all(c["configs"]["vae"] == res.configs["vae"] for c in res.claims)
+    page = build(res.store_path, tmp_path / "site")
+    assert page.exists() and "vae" in page.read_text()
+
+
+def test_claims_and_table_never_pool_configurations(tmp_path):
+    kw = dict(models=["vae"], budget="smoke", results=tmp_path / "r.sqlite", out=tmp_path / "runs", progress=False)
+    first = run_protocol("ablation", seeds=1, overrides=SMALL, **kw)
+    other = run_protocol("ablation", seeds=1, seed=1, overrides={**SMALL, "train.steps": "2"}, **kw)
+    assert first.configs["vae"] != other.configs["vae"]
+    assert other.table["vae"]["bpd"]["n"] == 1                   # not two seeds of different configurations
+    claim = next(c for c in other.claims if c["id"] == "gan-vs-vae")
+    bpd = next(comp for comp in claim["evidence"]["comparisons"] if comp["metric"] == "bpd")
+    assert bpd["better"] == "vae" and bpd["better_values"] == [other.table["vae"]["bpd"]["mean"]]
