@@ -189,7 +189,7 @@ def _make_table(key: tuple, cells: List[Cell]) -> Table:
         row = rows.setdefault(c.group, Row(c.protocol, c.model, c.group))
         row.cells[Column(c.metric, c.extractor, c.n_samples)] = c
     columns = sorted({col for r in rows.values() for col in r.cells}, key=_column_order)
-    ordered = sorted(rows.values(), key=lambda r: (r.protocol, r.model, r.group))
+    ordered = sorted(rows.values(), key=lambda r: (r.protocol, r.model == "real", r.model, r.group))  # floor last
     return Table(*key, columns=columns, rows=ordered)
 
 

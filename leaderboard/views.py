@@ -135,13 +135,22 @@ def checkpoint_cell(row: Row) -> dict:
     return cell(text, " / ".join(rules), title, "ckpt")
 
 
+#: the store's name of the real-data floor row (protocols.claims.FLOOR; not imported: no torch here)
+FLOOR = "real"
+FLOOR_TITLE = ("the real-data floor: real train images measured exactly as a model's samples are, against the same "
+               "test split and sample count; no model is expected to beat it")
+
+
 def model_cell(row: Row) -> dict:
+    if row.model == FLOOR:
+        return cell("real data (floor)", "~", FLOOR_TITLE, "model floor", sub=row.label)
     return cell(row.model, f"{row.model} {row.label}".strip(), row.label_title, "model", sub=row.label)
 
 
 def measured_row(row: Row, table: Table) -> dict:
     n = str(table.n_samples) if table.extractor else DASH
-    fixed = [cell("measured"), cell(row.protocol), model_cell(row), cell(table.budget),
+    fixed = [cell("floor" if row.model == FLOOR else "measured"), cell(row.protocol), model_cell(row),
+             cell(table.budget),
              cell(n, table.n_samples if table.extractor else None), cell(str(len(row.seeds)), len(row.seeds)),
              checkpoint_cell(row)]
     return {"cls": "measured", "cells": fixed + measured_cells(row, table.columns) + [provenance_cell(row)],
@@ -288,17 +297,24 @@ def comparison_rows(comparisons: List[dict]) -> List[tuple]:
         def side(model, values, m):
             vals = ", ".join(scalar_text(v) for v in values or [])
             return f"{model} {scalar_text(m) if m is not None else '—'} [{vals}]"
+        floor = c.get("floor_values")
+        floor_text = f"; real floor [{', '.join(scalar_text(v) for v in floor)}]" if floor else ""
+        reason = f" ({c['reason']})" if c.get("reason") else ""
         rows.append((f"{c.get('metric')} {arrow}: {c.get('better')} vs {c.get('worse')}",
                      f"{side(c.get('better'), c.get('better_values'), c.get('better_mean'))} vs "
-                     f"{side(c.get('worse'), c.get('worse_values'), c.get('worse_mean'))} → {c.get('status')}"))
+                     f"{side(c.get('worse'), c.get('worse_values'), c.get('worse_mean'))}{floor_text} → "
+                     f"{c.get('status')}{reason}"))
     return rows
 
 
 def evidence_rows(evidence: object, prefix: str = "") -> List[tuple]:
     """Flatten claim evidence JSON into (key, value text) pairs for a small table."""
-    if (not prefix and isinstance(evidence, dict) and set(evidence) == {"comparisons"}
+    if (not prefix and isinstance(evidence, dict) and "comparisons" in evidence
+            and set(evidence) <= {"comparisons", "why_inconclusive"}
             and all(isinstance(c, dict) for c in evidence["comparisons"])):
-        return comparison_rows(evidence["comparisons"])
+        why = [("why inconclusive", "; ".join(map(str, evidence["why_inconclusive"])))] \
+            if evidence.get("why_inconclusive") else []
+        return why + comparison_rows(evidence["comparisons"])
     if isinstance(evidence, dict):
         return [kv for k in sorted(evidence, key=str)
                 for kv in evidence_rows(evidence[k], f"{prefix}.{k}" if prefix else str(k))]

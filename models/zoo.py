@@ -1,3 +1,4 @@
 """Imports every module that registers models (kept separate so each family owns its file)."""
 from . import ade  # noqa: F401  gan, vae, vade, avgde, avade (+ refinements, conditional)
 from . import flow_models  # noqa: F401  realnvp, glow, flowgan
+from . import vdm  # noqa: F401  vdm

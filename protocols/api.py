@@ -16,6 +16,7 @@ configurations of this run only.
 """
 from __future__ import annotations
 
+import json
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from . import distributed as D
 from . import tables  # noqa: F401  (registers the paper's protocols)
 from .base import PROTOCOLS, Context, Protocol
-from .claims import Values
+from .cells import floor_cell
+from .claims import FLOOR, Values
 from .config import BUDGETS, ConfigError, RunConfig, has_key, resolve, split_override
 from .datasets import load_dataset
 from .pipeline import Cell, extractor_identity
@@ -117,8 +119,8 @@ def _scoped(p: Protocol, names: List[str], overrides: Dict[str, str]) -> Dict[st
 def resolve_cell(p: Protocol, model: str, seed: int, *, dataset: str, budget: str, overrides: Dict[str, str],
                  world: int = 1) -> RunConfig:
     return resolve(model, dataset=dataset, budget=budget, seed=seed, protocol=p.name, overrides=overrides,
-                   protocol_defaults=p.defaults, model_defaults=p.model_defaults.get(model), world=world,
-                   registered=p.trains_models)
+                   protocol_defaults=p.settings(), model_defaults=p.model_defaults.get(model), world=world,
+                   registered=p.trains_models and model != FLOOR)
 
 
 def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,), *,
@@ -129,7 +131,7 @@ def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[
     p = PROTOCOLS.get(protocol)
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGETS)}")
-    names = model_names(p, models)
+    names = model_names(p, models) + ([FLOOR] if p.floor else [])
     over = _scoped(p, names, dict(overrides or {}))
     cfgs = [resolve_cell(p, m, s, dataset=dataset, budget=budget, overrides=over, world=world)
             for m in names for s in seeds]
@@ -177,7 +179,7 @@ def preflight_data(p: Protocol, ds, cfgs: List[RunConfig]) -> None:
             raise ConfigError(f"{c.model}: train.batch_size={c.train.batch_size} x {c.world} process(es) exceeds "
                               f"the {len(ds.train_x)} training images of {ds.name}; lower train.batch_size")
     if p.trains_models:
-        _check_builds(cfgs, ds.spec)
+        _check_builds([c for c in cfgs if c.model_cfg is not None], ds.spec)
 
 
 def _check_builds(cfgs: List[RunConfig], spec) -> None:
@@ -201,15 +203,20 @@ def _check_builds(cfgs: List[RunConfig], spec) -> None:
 # ---- stored values, claims and the summary, per configuration -----------------------------------------
 def stored_values(store: ResultsStore, groups: Dict[str, str]) -> Values:
     """model -> metric -> values over seeds, from the rows of each model's group (one configuration); when a
-    seed was measured more than once (--fresh), its newest value counts."""
+    seed was measured more than once (--fresh), its newest value counts.  ``meta`` holds each (model, metric)'s
+    smallest sample count and feature dimension (claims refuse to decide on too few samples)."""
     by_key = {g: m for m, g in groups.items()}
-    newest: Dict[tuple, float] = {}
-    for r in store.query("SELECT group_key, seed, metric, value FROM measurements WHERE group_key IN (%s) "
-                         "ORDER BY id" % ",".join("?" * len(by_key)), tuple(by_key)) if by_key else []:
-        newest[(by_key[r["group_key"]], r["seed"], r["metric"])] = r["value"]
-    vals: Values = {}
-    for (model, _seed, metric), v in sorted(newest.items()):
-        vals.setdefault(model, {}).setdefault(metric, []).append(v)
+    newest: Dict[tuple, dict] = {}
+    rows = store.query("SELECT group_key, seed, metric, value, n_samples, extra FROM measurements WHERE group_key IN "
+                       "(%s) ORDER BY id" % ",".join("?" * len(by_key)), tuple(by_key)) if by_key else []
+    for r in rows:
+        newest[(by_key[r["group_key"]], r["seed"], r["metric"])] = r
+    vals = Values()
+    for (model, _seed, metric), r in sorted(newest.items(), key=lambda kv: kv[0]):
+        vals.setdefault(model, {}).setdefault(metric, []).append(r["value"])
+        dim = json.loads(r["extra"] or "{}").get("feature_dim")
+        meta = vals.meta.setdefault((model, metric), {"n": r["n_samples"], "dim": dim})
+        meta["n"] = min(meta["n"], r["n_samples"]) if meta["n"] else r["n_samples"]
     return vals
 
 
@@ -315,7 +322,7 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
     tag = f"[{p.name}] {cell.model} seed {cell.seed}"
     claim, decision = None, "train"
     if D.is_main():
-        if not fresh and ctx.store.has_cell(cell.cell_key, p.metrics):
+        if not fresh and ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)):
             decision = "stored"
         else:
             claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=False)
@@ -329,7 +336,8 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
                 ctx.log(f"{tag}: waiting for process {holder.get('pid', '?')} on {holder.get('host', '?')}, which "
                         f"is training this cell (Ctrl-C stops waiting; finished cells are stored)")
                 claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=True)
-            if claim is not None and ctx.store.has_cell(cell.cell_key, p.metrics) and (wait or not fresh):
+            if claim is not None and ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)) and \
+                    (wait or not fresh):
                 claim.release()
                 claim, decision = None, "stored"
     decision = D.broadcast_object(decision)
@@ -343,7 +351,7 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
         ctx.log(f"{tag}: training and evaluating on {cell.dataset} ({cell.cfg.budget} budget, config "
                 f"{cell.cfg.hash()})")
         try:
-            result = p.cell(ctx, cell)
+            result = (floor_cell if cell.model == FLOOR else p.cell)(ctx, cell)
         except (ConfigError, KeyboardInterrupt):
             _mark_failed(ctx, cell)
             raise
@@ -360,6 +368,12 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
     finally:
         if claim is not None:
             claim.release()
+
+
+def expected_metrics(p: Protocol, model: str) -> tuple:
+    """The metric keys that complete a cell (the floor row has no likelihood)."""
+    from metrics import keys as K
+    return tuple(m for m in p.metrics if not (model == FLOOR and m in (K.BPD, K.BPD_IW)))
 
 
 def _mark_failed(ctx: Context, cell: Cell) -> None:

@@ -77,6 +77,13 @@ class Protocol:
     trains_models: bool = True                   # False: cells are not registered models (Table 7)
     seeds: int = 1                               # default number of seeds
     extractor: Optional[str] = None              # fixed extractor of its metrics (None: eval.extractor)
+    floor: bool = False                          # add the real-data floor row ("real") to its sample metrics
+    checkpoint: str = "last"                     # which checkpoint every model's cells evaluate: "last" (as the
+    #                                              paper) or "val_bpd" (best validation BPD, for every model alike)
+
+    def settings(self) -> Dict[str, Any]:
+        """The configuration this protocol imposes on all its cells (a layer of protocols.config.resolve)."""
+        return {**self.defaults, "eval.select": self.checkpoint}
 
     def resolve_model(self, name: str) -> str:
         return self.model_alias.get(name, name)

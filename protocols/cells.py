@@ -20,7 +20,7 @@ import torch
 
 from common.io import atomic_write
 from metrics import keys as K
-from models.base import quantize
+from models.base import quantize, to_unit
 
 from . import distributed as D
 from .base import Context
@@ -85,6 +85,28 @@ def sensitivity_cell(ctx: Context, cell: Cell) -> CellOutput:
     start(ctx, cell)
     values = sensitivity_values(ctx, cell.cfg, pct / 100.0) if D.is_main() else []
     return CellOutput(rows(ctx, cell, values))
+
+
+def floor_cell(ctx: Context, cell: Cell) -> CellOutput:
+    """The real-data floor of the sample metrics: ``eval.n_samples`` real train images (a seeded draw, with
+    replacement only when the split is smaller) measured exactly as a model's samples are, against the same
+    test split.  No model can be expected to beat it; claims treat models inside its noise as tied."""
+    cfg, run_dir = cell.cfg, start(ctx, cell)
+    train_x, n = ctx.dataset.train_x, cfg.eval.n_samples
+    g = torch.Generator().manual_seed(cfg.seed + 10_000)
+    replace = n > len(train_x)
+    idx = torch.randint(len(train_x), (n,), generator=g) if replace else torch.randperm(len(train_x), generator=g)[:n]
+    values = []
+    if D.is_main():
+        from torchvision.utils import save_image
+        run_dir.mkdir(parents=True, exist_ok=True)
+        wanted = set(cell.protocol.metrics) - {K.BPD, K.BPD_IW}
+        values = sample_metrics(ctx, cfg, train_x[idx], run_dir, wanted)
+        save_image(to_unit(train_x[idx[:64]], ctx.dataset.levels), run_dir / "samples.png", nrow=8, padding=1)
+    for v in values:
+        v["extra"] = {**v["extra"], "floor": "real train images", "with_replacement": replace,
+                      "train_images": len(train_x)}
+    return CellOutput(rows(ctx, cell, values), "real data")
 
 
 def _with_checkpoint(values: List[Dict[str, Any]], label: str) -> List[Dict[str, Any]]:

@@ -1,20 +1,44 @@
-"""Paper claims as checks on measured values over seeds.
+"""Paper claims as checks on measured values over seeds, that know the noise.
 
-A claim compares models on one metric.  With the values of each model over seeds, a claim is
-``reproduced`` when every seed of the first model is better than every seed of the second (the
-seed ranges do not overlap, in the claimed direction), ``not reproduced`` when the ranges do not
-overlap in the other direction, and ``inconclusive`` when they overlap (or a value is missing).
+A claim compares models on one metric.  With the values of each model over seeds (one configuration per
+model: :func:`protocols.api.stored_values`), a comparison is
+
+* ``reproduced`` when every seed of the first model is better than every seed of the second (the seed ranges
+  do not overlap, in the claimed direction), ``not reproduced`` when they do not overlap the other way;
+* ``inconclusive`` otherwise, and also, whatever the ranges, when the evidence cannot decide, with the reason
+  recorded in the evidence (and shown on the page):
+
+  - a value is missing;
+  - a model has one seed only: the spread over seeds is unknown, so no difference can be told from noise;
+  - the metric was computed from fewer samples than it needs (FID or KID from fewer samples than feature
+    dimensions: a rank-deficient covariance biases the value);
+  - both models sit within the real-data floor's noise: the metric of real held-out images (the ``real``
+    row, see :data:`FLOOR`) against the same reference, at the same sample count, is as far from either model
+    as the models are from each other (both within two floor standard deviations, or within the floor's range
+    when it has one seed).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import mean
+from statistics import mean, stdev
 from typing import Callable, Dict, List, Optional, Tuple
 
-from metrics.keys import DIRECTION
+from metrics.keys import DIRECTION, FID, KID
 
-#: model -> metric -> values over seeds
-Values = Dict[str, Dict[str, List[float]]]
+#: the pseudo-model whose rows are real images measured like samples (the floor of every sample metric)
+FLOOR = "real"
+#: metrics whose value is biased when computed from fewer samples than feature dimensions
+NEEDS_N_ABOVE_DIM = (FID, KID)
+
+
+class Values(dict):
+    """model -> metric -> values over seeds, with ``meta[(model, metric)] = {"n": samples, "dim": feature dims}``."""
+
+    def __init__(self, *args, meta: Optional[Dict[tuple, dict]] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.meta: Dict[tuple, dict] = dict(meta or {})
+
+
 Verdict = Tuple[str, dict]
 
 
@@ -33,23 +57,56 @@ def _vals(values: Values, model: str, metric: str) -> List[float]:
     return list(values.get(model, {}).get(metric, []))
 
 
+def _thin(values: Values, model: str, metric: str) -> Optional[str]:
+    meta = getattr(values, "meta", {}).get((model, metric), {})
+    n, dim = meta.get("n"), meta.get("dim")
+    if metric in NEEDS_N_ABOVE_DIM and n and dim and n < dim:
+        return f"{model}'s {metric} comes from {n} samples of {dim}-d features (fewer samples than dimensions)"
+    return None
+
+
+def _within_floor(values: Values, va: List[float], vb: List[float], metric: str) -> bool:
+    floor = _vals(values, FLOOR, metric)
+    if not floor:
+        return False
+    centre = mean(floor)
+    noise = 2 * stdev(floor) if len(floor) > 1 else (max(floor) - min(floor)) / 2
+    noise = max(noise, max(floor) - centre, centre - min(floor))
+    return all(abs(v - centre) <= noise for v in va + vb)
+
+
+def compare(values: Values, a: str, b: str, metric: str) -> Tuple[str, str]:
+    """(status, reason) of "a is better than b on metric"; the reason is empty for a clear verdict."""
+    va, vb = _vals(values, a, metric), _vals(values, b, metric)
+    if not va or not vb:
+        return "inconclusive", f"no stored {metric} for {a if not va else b}"
+    thin = _thin(values, a, metric) or _thin(values, b, metric)
+    if thin:
+        return "inconclusive", f"too few samples: {thin}"
+    if len(va) < 2 or len(vb) < 2:
+        return "inconclusive", f"one seed of {a if len(va) < 2 else b}: the spread over seeds is unknown"
+    if _within_floor(values, va, vb, metric):
+        return "inconclusive", f"both within the real-data floor's noise on {metric}"
+    if all(_better(metric, x, y) for x in va for y in vb):
+        return "reproduced", ""
+    if all(_better(metric, y, x) for x in va for y in vb):
+        return "not reproduced", ""
+    return "inconclusive", f"{a} and {b} differ by less than their spread over seeds on {metric}"
+
+
 def comparison(values: Values, a: str, b: str, metric: str) -> dict:
     """Evidence of one pairwise comparison: "a better than b on metric", with every seed's value."""
     va, vb = _vals(values, a, metric), _vals(values, b, metric)
-    return {"metric": metric, "direction": DIRECTION.get(metric, "higher"), "better": a, "worse": b,
-            "better_values": va, "worse_values": vb, "better_mean": mean(va) if va else None,
-            "worse_mean": mean(vb) if vb else None, "status": compare(values, a, b, metric)}
-
-
-def compare(values: Values, a: str, b: str, metric: str) -> str:
-    va, vb = _vals(values, a, metric), _vals(values, b, metric)
-    if not va or not vb:
-        return "inconclusive"
-    if all(_better(metric, x, y) for x in va for y in vb):
-        return "reproduced"
-    if all(_better(metric, y, x) for x in va for y in vb):
-        return "not reproduced"
-    return "inconclusive"
+    status, reason = compare(values, a, b, metric)
+    out = {"metric": metric, "direction": DIRECTION.get(metric, "higher"), "better": a, "worse": b,
+           "better_values": va, "worse_values": vb, "better_mean": mean(va) if va else None,
+           "worse_mean": mean(vb) if vb else None, "status": status}
+    if reason:
+        out["reason"] = reason
+    floor = _vals(values, FLOOR, metric)
+    if floor:
+        out["floor_values"] = floor
+    return out
 
 
 def combine(statuses: List[str]) -> str:
@@ -60,11 +117,19 @@ def combine(statuses: List[str]) -> str:
     return "inconclusive"
 
 
+def _verdict(comps: List[dict]) -> Verdict:
+    evidence: dict = {"comparisons": comps}
+    reasons = list(dict.fromkeys(c["reason"] for c in comps if c.get("reason")))
+    status = combine([c["status"] for c in comps])
+    if status == "inconclusive" and reasons:
+        evidence["why_inconclusive"] = reasons
+    return status, evidence
+
+
 def beats(a: str, b: str, *metrics: str, text: Optional[str] = None, cid: Optional[str] = None) -> Claim:
     """``a`` is better than ``b`` on every one of ``metrics``."""
     def check(values: Values) -> Verdict:
-        comps = [comparison(values, a, b, m) for m in metrics]
-        return combine([c["status"] for c in comps]), {"comparisons": comps}
+        return _verdict([comparison(values, a, b, m) for m in metrics])
     return Claim(cid or f"{a}-beats-{b}-on-{'-'.join(metrics)}",
                  text or f"{a} beats {b} on {', '.join(metrics)}", check)
 
@@ -72,8 +137,7 @@ def beats(a: str, b: str, *metrics: str, text: Optional[str] = None, cid: Option
 def between(mid: str, lo: str, hi: str, *metrics: str, text: str, cid: str) -> Claim:
     """``mid`` lies between ``lo`` (worse) and ``hi`` (better) on every metric."""
     def check(values: Values) -> Verdict:
-        comps = [c for m in metrics for c in (comparison(values, mid, lo, m), comparison(values, hi, mid, m))]
-        return combine([c["status"] for c in comps]), {"comparisons": comps}
+        return _verdict([c for m in metrics for c in (comparison(values, mid, lo, m), comparison(values, hi, mid, m))])
     return Claim(cid, text, check)
 
 
@@ -81,6 +145,5 @@ def all_of(cid: str, text: str, *claims: Claim) -> Claim:
     """Every sub-claim holds; the evidence concatenates their comparisons."""
     def check(values: Values) -> Verdict:
         results = [c.check(values) for c in claims]
-        comps = [x for _, e in results for x in e.get("comparisons", [])]
-        return combine([s for s, _ in results]), {"comparisons": comps}
+        return _verdict([x for _, e in results for x in e.get("comparisons", [])])
     return Claim(cid, text, check)

@@ -79,7 +79,8 @@ class EvalConfig:
     prd_runs: int = opt(10, min=1)          # PRD: clusterings averaged (Sajjadi et al.: 10)
     prdc_k: int = opt(5, min=1)             # precision/recall/density/coverage: nearest neighbours (Naeem et al.: 5)
     gan_seeds: int = opt(1, min=1)          # classifier seeds for GAN-train/GAN-test
-    select: str = opt("val_bpd", choices=SELECT)  # checkpoint evaluated: val_bpd (best.pt when validation ran) | last
+    select: str = opt("last", choices=SELECT)  # checkpoint evaluated: last (the paper) | val_bpd (best validation
+    #                                            BPD; needs train.val_every > 0); each protocol declares its own
 
 
 #: train keys that change nothing that is trained or measured (left out of the config hash)
@@ -350,6 +351,8 @@ def validate(cfg: RunConfig, model_cls=None) -> None:
     if not _DEVICE.match(cfg.train.device):
         errors.append(f"train.device={cfg.train.device!r} must be auto, cpu, cuda or cuda:N")
     e = cfg.eval
+    if e.select == "val_bpd" and cfg.train.val_every <= 0:
+        errors.append("eval.select=val_bpd needs train.val_every > 0 (validation BPD is what selects the checkpoint)")
     if e.n_samples < e.prd_clusters:
         errors.append(f"eval.n_samples={e.n_samples} must be >= eval.prd_clusters={e.prd_clusters}")
     if e.n_samples <= e.prdc_k:

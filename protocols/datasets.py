@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from models.base import DataSpec
-from models.registry import Registry, UnknownNameError
+from common.registry import Registry, UnknownNameError
 
 __all__ = ["ImageDataset", "DatasetNotFoundError", "DatasetFormatError", "DATASETS",
            "load_dataset", "dataset_names", "read_idx", "ENV_VAR", "SPLIT_SEED"]
@@ -45,7 +45,7 @@ SPLIT_SEED = 0                    # every split of every dataset uses this seed
 VAL_MAX = 5000                    # val = min(VAL_MAX, N // 10) images held out of train
 DIGITS_SPLIT = (1257, 180, 360)   # train / val / test of scikit-learn's 1797 digits
 FOLDER_RES = 64                   # default side of folder:PATH images (the paper's LSUN)
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+from metrics.images import IMAGE_SUFFIXES as IMAGE_EXTS  # noqa: E402  one suffix list: metrics/images.py reads folders
 # Places a distribution's package puts a dataset (tests monkeypatch this).
 SYSTEM_DIRS = {"fashion-mnist": ("/usr/share/datasets/fashion-mnist",)}
 
@@ -543,24 +543,19 @@ for _res in (32, 64):
 
 # ---- folders of images: folder:PATH[@RES], lsun, celeba ---------------------------
 def _image_files(d: Path) -> List[Path]:
-    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    from metrics.images import image_files
+
+    return image_files(d)
 
 
 def _read_image(path: Path, res: int) -> np.ndarray:
     """RGB, shorter side resized to ``res`` (bicubic, antialiased), centre-cropped: (3, res, res)."""
-    from PIL import Image
+    from metrics.images import UnreadableImageError, read_image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except Exception as e:
-        raise _bad(path, f"unreadable image ({type(e).__name__}: {e})") from None
-    w, h = im.size
-    scale = res / min(w, h)
-    size = (max(res, round(w * scale)), max(res, round(h * scale)))
-    im = im.resize(size, Image.Resampling.BICUBIC)
-    left, top = (size[0] - res) // 2, (size[1] - res) // 2
-    return np.asarray(im.crop((left, top, left + res, top + res))).transpose(2, 0, 1)
+        return read_image(path, resolution=res, rgb=True)
+    except UnreadableImageError as e:
+        raise _bad(e.path, f"unreadable image ({e.reason})") from None
 
 
 def _load_folder(name: str, d: Path, res: int) -> ImageDataset:

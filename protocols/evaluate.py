@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterable, List
 import torch
 
 import metrics
+import metrics.images
+from common.io import atomic_write
 from metrics import keys as K
 from models.base import GenerativeModel, quantize, to_unit
 
@@ -96,9 +98,10 @@ def sample_metrics(ctx: Context, cfg: RunConfig, fake: torch.Tensor, run_dir: Pa
                                     out_dir=run_dir, params=metric_params(cfg))
     if "prd" in res.curves:
         precision, recall = res.curves["prd"]
-        (run_dir / "prd_curve.json").write_text(json.dumps(
+        atomic_write(run_dir / "prd_curve.json", json.dumps(
             {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}))
-    extra = {**_extractor_extra(ext), "n_real": len(real), **metric_params(cfg)}
+    dim = int(ext.embed(metrics.images.as_unit(real[:1], ctx.dataset.levels))[0].shape[1])
+    extra = {**_extractor_extra(ext), "n_real": len(real), "feature_dim": dim, **metric_params(cfg)}
     keep = wanted | ({K.IS_STD} if K.IS in wanted else set())
     return [{"metric": k, "value": v, "extractor": ext.name, "n": len(fake), "extra": extra}
             for k, v in res.values.items() if k in keep]
@@ -132,7 +135,7 @@ def gan_train_test_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, 
                                  seeds=tuple(range(cfg.eval.gan_seeds)), cache_dir=_cache(ctx),
                                  dataset_hash=ds.content_hash, device=ctx.device,
                                  sample_batch_size=cfg.eval.batch_size)
-    (run_dir / "gan_train_test.json").write_text(json.dumps(
+    atomic_write(run_dir / "gan_train_test.json", json.dumps(
         {"mean": res.mean, "std": res.std, "per_seed": res.per_seed, "n_generated": res.n_generated}, indent=2))
     return [{"metric": k, "value": v, "extractor": "classifier", "n": res.n_generated,
              "extra": {"std_over_classifier_seeds": res.std[k], "classifier_seeds": cfg.eval.gan_seeds}}

@@ -24,8 +24,8 @@ Layer = Dict[str, Any]
 
 BUDGETS: Dict[str, Layer] = {
     # tests: seconds per cell
-    "smoke": {"train.steps": 4, "train.batch_size": 8, "train.log_every": 2, "train.sample_every": 0, "train.ckpt_every": 0,
-              "train.val_every": 0, "eval.n_samples": 200, "eval.bpd_images": 32, "eval.prd_runs": 2,
+    "smoke": {"train.steps": 4, "train.batch_size": 8, "train.log_every": 2, "train.sample_every": 0,
+              "train.ckpt_every": 0, "train.val_every": 0, "eval.n_samples": 200, "eval.bpd_images": 32, "eval.prd_runs": 2,
               "eval.prd_clusters": 5, "eval.batch_size": 100},
     # a laptop: Adamax beta1 0.5 instead of the paper's 0.9: in the short digits runs it lowered the domain FID
     # of every adversarial model (GAN 2000 steps 3.33 -> 1.32, AV-GDE 4.05 -> 2.41, AV-ADE 3.5 -> 2.32) and left
@@ -72,6 +72,16 @@ PRESETS: Dict[str, Dict[str, Any]] = {
              "cpu": {"levels": 2, "depth": 8, "hidden": 64, "train.steps": 600, "train.grad_clip": 100.0},
              "paper": {"train.grad_clip": 100.0}},
     "flowgan": {"base": "realnvp", "smoke": {"disc_width": 8}, "cpu": {"disc_width": 32, "train.steps": 100}},
+    # ---- diffusion (models/vdm.py): Adam as VDM; cpu = a small U-Net on digits (1000 steps, ~2-3 min), halved
+    # at 32x32; paper = VDM's CIFAR-10 optimiser at 200k steps (VDM: 10M steps with EMA), one bound sample ----
+    "vdm": {"smoke": {"ch": 8, "blocks": 1, "ch_mult": (1, 2), "attn_mid": True, "dropout": 0.0,
+                      "schedule_features": 16, "sample_steps": 4},
+            "cpu": {"ch": 32, "blocks": 1, "ch_mult": (1, 2, 2), "attn_mid": True, "dropout": 0.0,
+                    "sample_steps": 100, "nll_samples": 4, "train.steps": 1000, "train.optimizer": "adam",
+                    "train.lr": 2e-3, "train.beta1": 0.9, "train.beta2": 0.99, "train.grad_clip": 1.0},
+            "cpu@32": {"ch": 16, "nll_samples": 1},
+            "paper": {"train.optimizer": "adam", "train.lr": 2e-4, "train.beta1": 0.9, "train.beta2": 0.99,
+                      "train.batch_size": 128, "train.steps": 200000, "train.grad_clip": 0.0, "eval.iw_k": 0}},
 }
 
 # Table 9 names fix their own f_psi size (scales, blocks); the budgets keep it (smoke and cpu shrink only widths)

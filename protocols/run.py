@@ -92,7 +92,7 @@ def dry_run(args, overrides) -> str:
     for cfg in cfgs:
         cell = {"model": cfg.model, "seed": cfg.seed, "config_hash": cfg.hash(), "config": cfg.to_dict(),
                 "sources": {k: v["from"] for k, v in provenance(cfg).items() if v["from"] != "default"}}
-        if p.trains_models:
+        if cfg.model_cfg is not None:
             cell["stages"] = stage_plan(cfg)
         out["cells"].append(cell)
     return json.dumps(out, indent=2, default=str)

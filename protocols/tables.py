@@ -31,14 +31,14 @@ register_protocol(Protocol(
     name="ablation", table="Table 1", seeds=2,
     description="GAN, VAE, V-ADE, AV-GDE, AV-ADE with identical generators: BPD, IS, FID (+ PRD, prdc)",
     models=("gan", "vae", "vade", "avgde", "avade"), metrics=SAMPLE_METRICS, claims=ABLATION_CLAIMS,
-    cell=standard_cell))
+    cell=standard_cell, floor=True))
 
 # ---- Table 2: refinements --------------------------------------------------------------------------
 register_protocol(Protocol(
     name="refinements", table="Table 2",
     description="residual discriminator, IAF posterior, wide generator, two-scale f_psi",
     models=("gan", "gan-rd", "avade", "avade-rd", "avade-wg-rd", "avade-iaf-rd", "avade-s2"),
-    metrics=SAMPLE_METRICS, cell=standard_cell,
+    metrics=SAMPLE_METRICS, cell=standard_cell, floor=True,
     claims=(
         beats("gan-rd", "gan", K.FID, cid="rd-helps-gan", text="A residual discriminator improves the GAN's FID"),
         beats("avade-rd", "avade", K.FID, cid="rd-helps-avade",
@@ -55,7 +55,7 @@ register_protocol(Protocol(
     description="scales x blocks of the invertible map, for V-ADE (MLE) and AV-ADE (hybrid)",
     models=("avade-s1b2", "avade-s2b2", "avade-s2b4", "avade-s3b3",
             "vade-s1b2", "vade-s2b2", "vade-s3b2", "vade-s4b1"),
-    metrics=(K.BPD, K.IS, K.FID), cell=standard_cell,
+    metrics=(K.BPD, K.IS, K.FID), cell=standard_cell, floor=True,
     claims=(
         beats("avade-s2b2", "avade-s1b2", K.BPD, cid="scales-help-bpd-avade",
               text="Two scales improve AV-ADE's BPD over one"),
@@ -70,7 +70,7 @@ register_protocol(Protocol(
     name="sota", table="Table 3",
     description="AV-ADE refinements against Real-NVP, Glow and Flow-GAN (fully invertible hybrids)",
     models=("avade-wg-rd", "avade-iaf-rd", "avade-s2", "realnvp", "glow", "flowgan"),
-    metrics=SAMPLE_METRICS, cell=standard_cell,
+    metrics=SAMPLE_METRICS, cell=standard_cell, floor=True,
     claims=(
         beats("avade-wg-rd", "realnvp", K.IS, K.FID, cid="avade-beats-realnvp-quality",
               text="AV-ADE (wg, rd) has better samples (IS, FID) than Real-NVP"),
@@ -85,7 +85,7 @@ register_protocol(Protocol(
     name="precision_recall", table="Figure 19",
     description="PRD curves (Sajjadi et al.) of the ablation models, refinements, Real-NVP and Glow",
     models=("gan", "avade", "avade-rd", "avade-wg-rd", "realnvp", "glow"),
-    metrics=(K.PRD_F8, K.PRD_F1_8, K.PRD_AUC, K.FID), cell=standard_cell,
+    metrics=(K.PRD_F8, K.PRD_F1_8, K.PRD_AUC, K.FID), cell=standard_cell, floor=True,
     claims=(
         beats("avade", "gan", K.PRD_AUC, cid="avade-auc-beats-gan", text="AV-ADE has a larger PRD AUC than GAN"),
         beats("avade-wg-rd", "avade", K.PRD_AUC, cid="refinements-improve-auc",
@@ -147,4 +147,4 @@ register_protocol(Protocol(
     name="datasets", table="Table 4",
     description="AV-ADE variants on another dataset (stl10, imagenet64, lsun, folder:PATH)",
     models=("avade-wg-rd", "avade-iaf-rd", "avade-s2"), metrics=(K.BPD, K.IS, K.FID), cell=standard_cell,
-    claims=()))
+    floor=True, claims=()))

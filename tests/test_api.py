@@ -14,7 +14,8 @@ def test_run_protocol_then_build_the_page(tmp_path):
     res = run_protocol("ablation", models=["vae"], budget="smoke", seeds=2, results=tmp_path / "r.sqlite",
                        out=tmp_path / "runs", overrides=SMALL, progress=False)
     assert torch.get_num_threads() == threads                    # the caller's thread count is restored
-    assert [c.status for c in res.cells] == ["done", "done"]
+    assert [(c.model, c.status) for c in res.cells] == [("vae", "done")] * 2 + [("real", "done")] * 2
+    assert res.table["real"]["fid"]["n"] == 2 and "bpd" not in res.table["real"]      # the real-data floor row
     assert res.table["vae"]["bpd"]["n"] == 2 and res.configs["vae"] == ResultsStore(
         tmp_path / "r.sqlite").measurements(model="vae")[0]["config_hash"]
     assert len(res.claims) == 5 and all(c["configs"]["vae"] == res.configs["vae"] for c in res.claims)
