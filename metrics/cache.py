@@ -2,20 +2,24 @@
 
 STYLE habit 4, after stylegan2-ada-pytorch ``metrics/metric_utils.py``: the key is the md5 of a
 canonical JSON of every input (data or checkpoint hash, extractor id and weights hash,
-preprocessing, sample count, seed); the value is an ``.npz`` written atomically (temp file in
-the same folder, then ``os.replace``), so a killed run never leaves a half-written entry.
+preprocessing, sample count, seed); the value is an ``.npz`` written atomically with
+``common.io.atomic_write`` (temp file in the same folder, then ``os.replace``), so a killed run
+never leaves a half-written entry.  An entry that cannot be read (empty, truncated, not an .npz,
+pickled objects, or stamped with another key) is a miss: one warning names the file, the arrays are
+recomputed and the entry overwritten.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
+
+from common.io import atomic_write
 
 Arrays = Dict[str, np.ndarray]
 
@@ -52,19 +56,28 @@ def hash_key(key: dict) -> str:
     return hashlib.md5(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def atomic_save_npz(path: Path, arrays: Arrays) -> None:
-    """Write ``arrays`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+def _canonical(key: dict) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def warn_corrupt(path: Path, e: BaseException, what: str = "recomputing and overwriting it") -> None:
+    """One warning naming a cache file that could not be used (the caller then recomputes it)."""
+    reason = (str(e).splitlines() or [""])[0][:200]
+    warnings.warn(f"cache file {path} is corrupt or unreadable ({type(e).__name__}: {reason}); {what}",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _load_entry(path: Path, key: dict) -> Optional[Arrays]:
+    """The arrays of a cache entry, or None (after a warning) when it cannot be used."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:   # our handle: closed on any error
+            arrays = {k: z[k] for k in z.files}
+        if str(arrays.pop("__key__", "")) != _canonical(key):
+            raise ValueError("its stored __key__ is missing or belongs to other inputs")
+        return arrays
+    except Exception as e:  # noqa: BLE001 -- any failure to read means "not a usable entry"
+        warn_corrupt(path, e)
+        return None
 
 
 def cached_arrays(cache_dir: Optional[str | Path], kind: str, key: dict,
@@ -72,14 +85,16 @@ def cached_arrays(cache_dir: Optional[str | Path], kind: str, key: dict,
     """Return ``compute()``, reusing ``<cache_dir>/<kind>-<hash(key)>.npz`` when it exists.
 
     ``cache_dir=None`` disables caching.  The key is stored beside the arrays (``__key__``) so a
-    cache file says what produced it.
+    cache file says what produced it; an unusable entry is recomputed (see the module docstring).
     """
     if cache_dir is None:
         return compute()
     path = Path(cache_dir) / f"{kind}-{hash_key(key)}.npz"
     if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files if k != "__key__"}
+        arrays = _load_entry(path, key)
+        if arrays is not None:
+            return arrays
     arrays = compute()
-    atomic_save_npz(path, {**arrays, "__key__": np.array(json.dumps(key, sort_keys=True, default=str))})
+    stamp = np.array(_canonical(key))
+    atomic_write(path, lambda f: np.savez(f, **arrays, __key__=stamp))
     return arrays

@@ -10,11 +10,20 @@ dataset's levels by round(v (L - 1) / 255), the inverse of saving x as round(x 2
 identity for L = 256).  An ``.npz`` holds the images under ``x`` (or ``images``, or its only
 array), uint8 levels or u-space floats, N x C x H x W (N x H x W x C is accepted when the last
 axis has 1 or 3 entries), and optionally labels under ``y``.
+
+The one folder reader of the suite (:func:`image_files`, :func:`read_image`, :func:`read_folder`):
+``python -m metrics`` folders and the ``folder:PATH`` / ``lsun`` / ``celeba`` datasets
+(protocols/datasets.py, which asks for RGB and a resolution: shorter side resized to it with PIL
+bicubic, then centre-cropped) read the same files the same way.
+
+Bad input is a one-line error naming the file or argument: NaN or infinite floats, floats outside
+[0, 1], an image-suffixed file PIL cannot read, an .npz that is not one (or holds pickled objects).
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +32,14 @@ from PIL import Image
 from models.base import quantize, to_unit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class UnreadableImageError(ValueError):
+    """An image-suffixed file that PIL cannot decode; ``str()`` is one line naming it."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path} is not a readable image ({reason}); remove or replace the file")
 
 
 def check_uint8(x: torch.Tensor, levels: int, what: str = "images") -> torch.Tensor:
@@ -42,8 +59,20 @@ def _channels_first(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def check_unit_floats(x: torch.Tensor, what: str = "images") -> torch.Tensor:
+    """Float images must be finite and lie in [0, 1]; a one-line error naming ``what`` otherwise."""
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"{what} hold {bad} NaN or infinite value(s); images must be finite floats in [0, 1] "
+                         "(or uint8 levels): check what produced them")
+    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise ValueError(f"float {what} must lie in [0, 1] (u-space samples), got range "
+                         f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
+    return x
+
+
 def to_levels(images, levels: int, what: str = "images") -> torch.Tensor:
-    """uint8 levels (checked) or u-space floats (quantised) -> uint8 N x C x H x W tensor."""
+    """uint8 levels (checked) or u-space floats (checked, quantised) -> uint8 N x C x H x W tensor."""
     if isinstance(images, (str, Path)):
         return load_images(images, levels)[0]
     x = torch.as_tensor(_channels_first(np.asarray(images)) if not isinstance(images, torch.Tensor) else images)
@@ -51,45 +80,96 @@ def to_levels(images, levels: int, what: str = "images") -> torch.Tensor:
         return check_uint8(x.cpu(), levels, what)
     if not x.is_floating_point():
         raise ValueError(f"{what} must be uint8 levels or floats in [0, 1], got dtype {x.dtype}")
-    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
-        raise ValueError(f"float {what} must lie in [0, 1] (u-space samples), got range "
-                         f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
-    return check_uint8(quantize(x.detach().cpu(), levels), levels, what)
+    return check_uint8(quantize(check_unit_floats(x.detach().cpu(), what), levels), levels, what)
 
 
-def as_unit(images, levels: int) -> torch.Tensor:
-    """Images for a feature extractor: uint8 levels -> x / (L - 1); floats are taken as already in [0, 1]."""
+def as_unit(images, levels: int, what: str = "images") -> torch.Tensor:
+    """Images for a feature extractor: uint8 levels -> x / (L - 1); floats must already be in [0, 1]."""
     x = torch.as_tensor(images)
-    return to_unit(x, levels) if x.dtype == torch.uint8 else x.float()
+    return to_unit(x, levels) if x.dtype == torch.uint8 else check_unit_floats(x, what).float()
 
 
-def _read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("RGB")
+def image_files(folder) -> List[Path]:
+    """Every file under ``folder`` (recursively) whose suffix is in IMAGE_SUFFIXES (any case), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _resize_centre_crop(im: Image.Image, res: int) -> Image.Image:
+    """Shorter side resized to ``res`` (PIL bicubic, antialiased), then the centre res x res."""
+    w, h = im.size
+    scale = res / min(w, h)
+    size = (max(res, round(w * scale)), max(res, round(h * scale)))
+    im = im.resize(size, Image.Resampling.BICUBIC)
+    left, top = (size[0] - res) // 2, (size[1] - res) // 2
+    return im.crop((left, top, left + res, top + res))
+
+
+def read_image(path, resolution: Optional[int] = None, rgb: bool = False) -> np.ndarray:
+    """One image file -> uint8 C x H x W: grey stays 1 channel (unless ``rgb``), any other mode becomes RGB;
+    with ``resolution``, resized and centre-cropped to resolution x resolution."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB") if rgb or im.mode not in ("L", "RGB") else im.copy()
+        if resolution is not None:
+            im = _resize_centre_crop(im, resolution)
         a = np.asarray(im, dtype=np.uint8)
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types; any of them means "cannot be read"
+        raise UnreadableImageError(path, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def load_folder(path: Path, levels: int) -> torch.Tensor:
-    files = sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+def read_folder(folder, resolution: Optional[int] = None, rgb: bool = False) -> np.ndarray:
+    """Every image under ``folder`` (:func:`image_files`, :func:`read_image`) as uint8 N x C x H x W."""
+    files = image_files(folder)
     if not files:
-        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {path}")
-    arrays = [_read_image(p) for p in files]
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    arrays = [read_image(p, resolution, rgb) for p in files]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
-        raise ValueError(f"images under {path} differ in size/channels {sorted(shapes)[:3]}: resize them to one shape")
-    v = np.stack(arrays).astype(np.float64)
+        raise ValueError(f"images under {folder} differ in size/channels {sorted(shapes)[:3]}: resize them to one "
+                         "shape")
+    return np.stack(arrays)
+
+
+def load_folder(path: Path, levels: int) -> torch.Tensor:
+    """A folder of 8-bit image files as uint8 levels (see the module docstring)."""
+    v = read_folder(path).astype(np.float64)
     return torch.from_numpy(np.rint(v * (levels - 1) / 255).astype(np.uint8))
 
 
+def _npz_problem(path: Path, e: Exception) -> str:
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        return "a single .npy array, not an .npz (zip) archive" if npy else "not a zip archive, which an .npz is"
+    if isinstance(e, ValueError) and "allow_pickle" in str(e):
+        return "it holds pickled Python objects, which are never loaded"
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+
+
+def read_npz(path) -> Dict[str, np.ndarray]:
+    """Every array of an .npz file (never unpickling); a one-line error naming the file when it is not one."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:                       # our handle: closed on any error
+            z = np.load(fh, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with z:
+                return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- zipfile, numpy and OS errors all mean "not a readable .npz"
+        raise ValueError(f"{path} is not a readable .npz of images ({_npz_problem(path, e)})") from None
+
+
 def load_npz(path: Path, levels: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    with np.load(path, allow_pickle=False) as z:
-        name = next((k for k in ("x", "images") if k in z.files), z.files[0] if len(z.files) == 1 else None)
-        if name is None:
-            raise ValueError(f"{path}: no images found; store them under key 'x' (keys present: {z.files})")
-        x = to_levels(z[name], levels, f"{path}[{name}]")
-        y = torch.as_tensor(z["y"]).long() if "y" in z.files else None
+    arrays = read_npz(path)
+    name = next((k for k in ("x", "images") if k in arrays), next(iter(arrays)) if len(arrays) == 1 else None)
+    if name is None:
+        raise ValueError(f"{path}: no images found; store them under key 'x' (keys present: {sorted(arrays)})")
+    x = to_levels(arrays[name], levels, f"{path}[{name}]")
+    y = torch.as_tensor(arrays["y"]).long() if "y" in arrays else None
     if y is not None and len(y) != len(x):
         raise ValueError(f"{path}: {len(x)} images but {len(y)} labels under 'y'")
     return x, y
@@ -100,7 +180,7 @@ def load_images(path, levels: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]
     p = Path(path)
     if p.is_dir():
         return load_folder(p, levels), None
-    if p.suffix == ".npz" and p.is_file():
+    if p.suffix.lower() == ".npz" and p.is_file():
         return load_npz(p, levels)
     raise FileNotFoundError(f"{path} is neither a folder of images nor an existing .npz file")
 
@@ -128,8 +208,12 @@ def sample_levels(model, n: int, levels: int, *, seed: int, labels: Optional[tor
             torch.manual_seed(seed)
             for s in range(0, n, batch_size):
                 lab = None if labels is None else torch.as_tensor(labels[s:s + batch_size]).to(device)
-                u = model.sample(min(batch_size, n - s), labels=lab)
-                out.append(quantize(u.detach().float().cpu(), levels))
+                u = model.sample(min(batch_size, n - s), labels=lab).detach().float().cpu()
+                bad = int((~torch.isfinite(u)).sum())
+                if bad:
+                    raise ValueError(f"model.sample returned {bad} NaN or infinite value(s) in samples {s}.."
+                                     f"{s + len(u) - 1}; metrics need finite samples")
+                out.append(quantize(u, levels))
     finally:
         if was_training:
             model.train()

@@ -17,8 +17,11 @@ COVERAGE = "coverage"
 GAN_TRAIN = "gan_train"      # accuracy (%) on real held-out of a classifier trained on samples
 GAN_TEST = "gan_test"        # accuracy (%) on samples of a classifier trained on real data
 REAL_BASELINE = "real_to_real"  # accuracy (%) on real held-out of a classifier trained on real data
+SAMPLES_PER_S = "samples_per_s"  # sampling throughput on the machine that ran the cell (extra: device, batch)
+SPEED_VS_GAN = "speed_vs_gan"    # samples/s divided by the GAN's samples/s measured in the same process
+NFE = "nfe"                      # network evaluations per sample (1 for one feed-forward pass)
 
 HIGHER_IS_BETTER = {IS, PRD_F8, PRD_F1_8, PRD_AUC, PRECISION, RECALL, DENSITY, COVERAGE, GAN_TRAIN, GAN_TEST,
-                    REAL_BASELINE}
-LOWER_IS_BETTER = {BPD, BPD_IW, FID, KID, IS_STD}
+                    REAL_BASELINE, SAMPLES_PER_S, SPEED_VS_GAN}
+LOWER_IS_BETTER = {BPD, BPD_IW, FID, KID, IS_STD, NFE}
 DIRECTION = {**{k: "higher" for k in HIGHER_IS_BETTER}, **{k: "lower" for k in LOWER_IS_BETTER}}

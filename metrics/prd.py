@@ -28,6 +28,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from common.io import atomic_write
+
 from . import keys
 
 EPSILON = 1e-10
@@ -110,9 +112,8 @@ def plot_prd(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], path, dpi: int = 
         ax.legend(loc="lower left")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", dpi=dpi)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", bbox_inches="tight",
+                                                    dpi=dpi))
 
 
 def compute_prd_metrics(fake_features, real_features, *, num_clusters: int = 20, num_runs: int = 10,

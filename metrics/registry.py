@@ -1,7 +1,8 @@
 """The METRICS registry (STYLE habit 1): name -> function of precomputed features.
 
-A registered metric is ``fn(fake: Features, real: Features, seed: int) -> dict`` whose float
-entries are keyed by metrics/keys.py constants (non-float entries, e.g. a PRD curve, are extras).
+A registered metric is ``fn(fake: Features, real: Features, seed: int, params: dict) -> dict`` whose
+float entries are keyed by metrics/keys.py constants (non-float entries, e.g. a PRD curve, are extras);
+``params`` holds every metric parameter, resolved (metrics/suite.py ``DEFAULT_PARAMS``).
 Meta: ``keys`` (result keys it fills), ``needs`` ("features" or "logits"), ``description``.
 Held-out BPD (metrics/bpd.py), GAN-train/test (metrics/gan_train_test.py) and the subset
 sensitivity (metrics/sensitivity.py) take models or datasets rather than features and are called
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from models.registry import Registry
+from common.registry import Registry
 
 METRICS = Registry("metric")
 

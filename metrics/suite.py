@@ -1,44 +1,119 @@
 """The registered metrics: each names its variant and calls a generic ``compute_*`` (STYLE habit 2).
 
 Sample counts are the caller's (budgets fix them); every function takes the fake and real
-:class:`~metrics.features.Features` of one extractor and the evaluation seed.
+:class:`~metrics.features.Features` of one extractor, the evaluation seed and the resolved metric
+parameters (:data:`DEFAULT_PARAMS`, overridden by the caller: configuration keys ``eval.prd_clusters``,
+``eval.prd_runs``, ``eval.prdc_k``; CLI ``--prd-clusters``, ``--prd-runs``, ``--prdc-k``).
+
+Shared work.  Inside :func:`evaluation_scope` (``metrics.api.compute_metrics`` opens one), KID and prdc
+requested together come from one tiled pass over the Gram matrices (prdc's distances and KID's kernel
+sums, metrics/kid.py ``KidFromGrams``) when that is cheaper than KID's own products (high-dimensional
+features: 2048-d Inception at 10k samples); otherwise, and alone, each is computed by its own
+``compute_*``.  The values agree up to summation order (tests/test_metrics_api_cli.py).
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from numbers import Integral
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 from . import keys
 from .fid import compute_fid
 from .inception_score import compute_inception_score, probabilities_from_logits
-from .kid import compute_kid
+from .kid import KidFromGrams, compute_kid, shared_grams_are_cheaper
 from .prd import compute_prd_metrics
 from .prdc import compute_prdc
 from .registry import register_metric
 
+DEFAULT_PARAMS: Dict[str, int] = {
+    "prd_clusters": 20,   # k-means clusters of PRD's histograms (Sajjadi et al.)
+    "prd_runs": 10,       # PRD clusterings averaged
+    "prdc_k": 5,          # nearest neighbours of precision/recall/density/coverage (Naeem et al.)
+}
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+
+_SCOPE: ContextVar[Optional[dict]] = ContextVar("metrics_evaluation_scope", default=None)
+
+
+@contextmanager
+def evaluation_scope(metrics: Sequence[str]) -> Iterator[None]:
+    """While open, the registered metrics in ``metrics`` may share work computed for one of them."""
+    token = _SCOPE.set({"metrics": set(metrics)})
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def _kid_and_prdc(fake, real, seed, params) -> Optional[dict]:
+    """{"kid": value, "prdc": dict} from one tiled pass, when the open scope asks for both; else None."""
+    scope = _SCOPE.get()
+    if scope is None or not {"kid", "prdc"} <= scope["metrics"] or not shared_grams_are_cheaper(
+            len(fake), len(real), fake.features.shape[1], KID_SUBSET_SIZE):
+        return None
+    key = (id(fake), id(real), seed, params["prdc_k"])
+    if scope.get("pairwise", (None,))[0] != key:
+        kid = KidFromGrams(len(fake), len(real), fake.features.shape[1], num_subsets=KID_SUBSETS,
+                           max_subset_size=KID_SUBSET_SIZE, seed=seed)
+        prdc = compute_prdc(real.features, fake.features, nearest_k=params["prdc_k"], gram_hook=kid)
+        scope["pairwise"] = (key, {"kid": kid.value(), "prdc": prdc})
+    return scope["pairwise"][1]
+
+
+def resolve_params(params: Optional[Mapping[str, Any]] = None) -> Dict[str, int]:
+    """:data:`DEFAULT_PARAMS` updated by ``params``; unknown keys and values that are not ints >= 1 are errors."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown metric parameter(s) {', '.join(map(repr, unknown))}; "
+                         f"valid parameters: {', '.join(DEFAULT_PARAMS)}")
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"metric parameter {name} must be an integer >= 1, got {value!r}")
+    return {**DEFAULT_PARAMS, **{name: int(value) for name, value in params.items()}}
+
+
+def check_sizes(params: Mapping[str, int], metrics: Sequence[str], n_fake: int, n_real: int) -> None:
+    """Parameters that the sample counts bound: prdc_k < points per set (when prdc is computed)."""
+    if "prdc" in metrics and params["prdc_k"] >= min(n_fake, n_real):
+        raise ValueError(f"prdc_k={params['prdc_k']} needs more than {params['prdc_k']} points per set, got "
+                         f"{n_fake} fake and {n_real} real; lower prdc_k or add samples")
+
 
 @register_metric("fid", keys=(keys.FID,), description="Frechet distance (Eq. 15), all fake vs all real features")
-def fid_all(fake, real, seed):
+def fid_all(fake, real, seed, params):
     return {keys.FID: compute_fid(fake.features, real.features)}
 
 
 @register_metric("kid", keys=(keys.KID,), description="KID, cubic kernel, 100 seeded subsets of <= 1000")
-def kid_100_subsets(fake, real, seed):
-    return {keys.KID: compute_kid(fake.features, real.features, num_subsets=100, max_subset_size=1000, seed=seed)}
+def kid_100_subsets(fake, real, seed, params):
+    shared = _kid_and_prdc(fake, real, seed, params)
+    if shared is not None:
+        return {keys.KID: shared["kid"]}
+    return {keys.KID: compute_kid(fake.features, real.features, num_subsets=KID_SUBSETS,
+                                  max_subset_size=KID_SUBSET_SIZE, seed=seed)}
 
 
 @register_metric("is", keys=(keys.IS, keys.IS_STD), needs="logits", description="IS (Eq. 14) of the fakes, 10 splits")
-def is_10_splits(fake, real, seed):
+def is_10_splits(fake, real, seed, params):
     mean, std = compute_inception_score(probabilities_from_logits(fake.logits), splits=10, shuffle_seed=seed)
     return {keys.IS: mean, keys.IS_STD: std}
 
 
 @register_metric("prd", keys=(keys.PRD_F8, keys.PRD_F1_8, keys.PRD_AUC),
-                 description="PRD (Sajjadi et al.), 20 clusters, 10 runs, 1001 angles: F_8, F_1/8, AUC")
-def prd_20_clusters_10_runs(fake, real, seed):
-    return compute_prd_metrics(fake.features, real.features, num_clusters=20, num_runs=10, seed=seed)
+                 description="PRD (Sajjadi et al.), prd_clusters (20) clusters, prd_runs (10) runs, 1001 angles: "
+                             "F_8, F_1/8, AUC")
+def prd_clusters_runs(fake, real, seed, params):
+    return compute_prd_metrics(fake.features, real.features, num_clusters=params["prd_clusters"],
+                               num_runs=params["prd_runs"], seed=seed)
 
 
 @register_metric("prdc", keys=(keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE),
-                 description="improved precision/recall, density, coverage (prdc convention), k = 5")
-def prdc_k5(fake, real, seed):
-    r = compute_prdc(real.features, fake.features, nearest_k=5)
+                 description="improved precision/recall, density, coverage (prdc convention), k = prdc_k (5)")
+def prdc_k_nearest(fake, real, seed, params):
+    shared = _kid_and_prdc(fake, real, seed, params)
+    r = shared["prdc"] if shared is not None else compute_prdc(real.features, fake.features,
+                                                               nearest_k=params["prdc_k"])
     return {keys.PRECISION: r["precision"], keys.RECALL: r["recall"], keys.DENSITY: r["density"],
             keys.COVERAGE: r["coverage"]}

@@ -54,9 +54,11 @@ def test_combined_equals_individual_and_inputs_are_interchangeable(setup):
     single = {}
     for name in ALL:
         single.update(evaluate(fake, real, levels=LEVELS, extractor=ext, seed=1, metrics=[name]))
-    assert single == combined
+    # same features, recomputed: equal up to run-to-run BLAS round-off (prdc's counts flip only if a
+    # distance lies within round-off of a radius)
+    assert single == pytest.approx(combined, rel=1e-9)
     u_space = (fake.float() + torch.rand(fake.shape)) / LEVELS            # model samples in u-space
-    assert evaluate(u_space.numpy(), real, levels=LEVELS, extractor=ext, seed=1) == combined
+    assert evaluate(u_space.numpy(), real, levels=LEVELS, extractor=ext, seed=1) == pytest.approx(combined, rel=1e-9)
 
 
 def test_features_computed_once_per_set_and_cached(setup, tmp_path, monkeypatch):
@@ -67,7 +69,7 @@ def test_features_computed_once_per_set_and_cached(setup, tmp_path, monkeypatch)
     first = evaluate(fake, real, levels=LEVELS, extractor=ext, cache_dir=tmp_path, batch_size=1000)
     assert calls == [60, 60]                                             # one pass per set, all metrics
     again = evaluate(fake, real, levels=LEVELS, extractor=ext, cache_dir=tmp_path)
-    assert calls == [60, 60] and again == first
+    assert calls == [60, 60] and again == pytest.approx(first, rel=1e-9)   # same cached features
 
 
 class Sampler(nn.Module):
@@ -86,7 +88,7 @@ def test_model_input_is_seeded_and_needs_a_count(setup, tmp_path):
     a = evaluate_detailed(model, real, levels=LEVELS, extractor=ext, n_fake=40, seed=2, metrics=["fid"],
                           cache_dir=tmp_path)
     b = evaluate_detailed(model, real, levels=LEVELS, extractor=ext, n_fake=40, seed=2, metrics=["fid"])
-    assert a.values == b.values and a.meta["n_fake"] == 40 and a.meta["extractor"] == ext.id
+    assert a.values == pytest.approx(b.values, rel=1e-9) and a.meta["n_fake"] == 40 and a.meta["extractor"] == ext.id
     with pytest.raises(ValueError, match="n_fake"):
         evaluate(model, real, levels=LEVELS, extractor=ext)
 

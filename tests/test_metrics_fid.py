@@ -64,7 +64,19 @@ def test_statistics_are_float64_with_ddof_one():
     f = np.random.RandomState(3).randn(50, 4).astype(np.float32)
     mu, sigma = feature_statistics(f)
     assert mu.dtype == sigma.dtype == np.float64
-    np.testing.assert_allclose(sigma, np.cov(f.astype(np.float64), rowvar=False), rtol=1e-12)
+    ref = np.cov(f.astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(sigma, ref, rtol=1e-12, atol=1e-14 * np.abs(ref).max())   # BLAS summation order
+
+
+def test_statistics_are_chunk_independent(monkeypatch):
+    import metrics.fid as fid_module
+
+    f = np.random.RandomState(4).randn(103, 5)
+    mu, sigma = feature_statistics(f)
+    monkeypatch.setattr(fid_module, "STATS_ROWS", 10)
+    mu2, sigma2 = feature_statistics(f)
+    np.testing.assert_allclose(mu2, mu, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(sigma2, sigma, rtol=1e-12, atol=1e-14 * np.abs(sigma).max())
 
 
 @pytest.mark.parametrize("n,d", [(600, 64), (3000, 256), (80, 32)])
@@ -107,6 +119,23 @@ def test_trace_sqrt_matches_eigvals_of_product():
     c1, c2 = a.T @ a, b.T @ b
     ref = np.sqrt(np.linalg.eigvals(c1 @ c2).astype(np.complex128)).real.sum()
     assert trace_sqrt_product(c1, c2) == pytest.approx(ref, rel=1e-10)
+
+
+def test_cholesky_and_symmetric_square_root_paths_agree(monkeypatch):
+    import metrics.fid as fid_module
+
+    rng = np.random.RandomState(8)
+    a, b = rng.randn(50, 12), rng.randn(40, 12)
+    c1, c2 = a.T @ a, b.T @ b
+    fast = trace_sqrt_product(c1, c2)
+
+    def no_cholesky(c):
+        raise np.linalg.LinAlgError("pretend singular")
+    monkeypatch.setattr(fid_module.np.linalg, "cholesky", no_cholesky)
+    assert trace_sqrt_product(c1, c2) == pytest.approx(fast, rel=1e-10)
+    low_rank = a[:5].T @ a[:5]                                      # singular: rank 5 of 12
+    ref = np.sqrt(np.linalg.eigvals(low_rank @ c2).astype(np.complex128)).real.sum()
+    assert trace_sqrt_product(low_rank, c2) == pytest.approx(ref, rel=1e-6)
 
 
 def test_does_not_use_scipy_sqrtm():

@@ -23,7 +23,7 @@ def test_kid_separates_and_is_deterministic():
     near = compute_kid(same, real, num_subsets=10, max_subset_size=100, seed=0)
     far = compute_kid(shifted, real, num_subsets=10, max_subset_size=100, seed=0)
     assert abs(near) < 0.05 < far
-    assert near == compute_kid(same, real, num_subsets=10, max_subset_size=100, seed=0)
+    assert near == pytest.approx(compute_kid(same, real, num_subsets=10, max_subset_size=100, seed=0), rel=1e-12)
 
 
 def test_kid_rejects_mismatched_features():
@@ -34,7 +34,7 @@ def test_kid_rejects_mismatched_features():
 def test_is_of_identical_one_hot_predictions_is_one():
     probs = np.zeros((100, 10))
     probs[:, 3] = 1
-    assert compute_inception_score(probs) == (1.0, 0.0)
+    assert compute_inception_score(probs) == (1.0, 0.0)   # exact: p(y) = the one-hot row, every KL term is 0
 
 
 def test_is_of_balanced_confident_predictions_is_number_of_classes():
@@ -55,10 +55,24 @@ def test_is_splits_follow_reference_chunking():
     mean, std = compute_inception_score(probs, splits=2)
     assert (mean, std) == pytest.approx((1.5, 0.5))
     # shuffling mixes the chunks: same data, different split scores, reproducible by seed
-    assert compute_inception_score(probs, splits=2, shuffle_seed=0) == compute_inception_score(
-        probs, splits=2, shuffle_seed=0)
+    assert compute_inception_score(probs, splits=2, shuffle_seed=0) == pytest.approx(compute_inception_score(
+        probs, splits=2, shuffle_seed=0), rel=1e-12)
 
 
 def test_is_needs_enough_samples():
     with pytest.raises(ValueError, match="splits"):
         compute_inception_score(np.full((5, 3), 1 / 3), splits=10)
+
+
+@pytest.mark.parametrize("tile", [7, 2048])
+def test_kid_from_prdc_gram_tiles_equals_compute_kid(monkeypatch, tile):
+    import metrics.prdc as prdc_module
+    from metrics.kid import KidFromGrams
+
+    monkeypatch.setattr(prdc_module, "TILE", tile)       # 7: many tiles, off-diagonal and ragged ones
+    rng = np.random.RandomState(3)
+    fake, real = rng.randn(45, 6) + 0.3, rng.randn(52, 6)
+    kid = KidFromGrams(len(fake), len(real), 6, num_subsets=15, max_subset_size=30, seed=9)
+    prdc_module.compute_prdc(real, fake, nearest_k=3, gram_hook=kid)
+    # the same subsets and kernel values, summed in another order
+    assert kid.value() == pytest.approx(compute_kid(fake, real, num_subsets=15, max_subset_size=30, seed=9), rel=1e-10)

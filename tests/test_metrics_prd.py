@@ -39,12 +39,13 @@ def test_identical_histograms_give_f_scores_and_auc_one():
 
 def test_disjoint_histograms_give_zero():
     precision, recall = compute_prd([1.0, 0.0], [0.0, 1.0])
+    # exact: every min(lambda p, q) is min(x, 0) or min(0, x), so all sums, F scores and areas are 0.0
     assert precision.max() == recall.max() == 0.0
     assert max_f_beta_pair(precision, recall) == (0.0, 0.0) and prd_auc(precision, recall) == 0.0
 
 
 def test_f_beta_matches_reference_formula_with_epsilon():
-    assert f_beta(np.array([1.0]), np.array([1.0]), 8)[0] == 65 / (65 + 1e-10)
+    assert f_beta(np.array([1.0]), np.array([1.0]), 8)[0] == 65 / (65 + 1e-10)   # exact: the same IEEE operations
     assert f_beta(np.array([0.5]), np.array([0.25]), 2)[0] == pytest.approx(5 * 0.125 / (2 + 0.25 + 1e-10))
     with pytest.raises(ValueError):
         f_beta(np.array([1.2]), np.array([0.5]), 8)
@@ -89,6 +90,7 @@ def test_seeded_runs_are_reproducible_and_unequal_sizes_are_balanced():
     real, fake = rng.randn(300, 6), rng.randn(200, 6) + 0.5
     a = compute_prd_from_embedding(fake, real, num_runs=3, seed=5)
     b = compute_prd_from_embedding(fake, real, num_runs=3, seed=5)
+    # exact: the curves are functions of integer cluster counts (a tolerance would not absorb a changed label)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     with pytest.raises(ValueError, match="num_clusters"):

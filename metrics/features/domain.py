@@ -10,38 +10,31 @@ not explode (metrics/kid.py); FID scales by that constant squared, PRD and prdc 
 
 Cache: ``<cache_dir>/domain-<key>.pt`` (weights, loaded with ``weights_only=True``) and ``.json``
 (key, held-out accuracy), both written atomically.  The key is the dataset content hash (given,
-or sha256 of the train and held-out arrays), seed, levels, shapes, architecture version and
-recipe.  Held-out accuracy is measured on ``test_x``/``test_y`` when given, otherwise on a seeded
-10% of the train split that is then left out of training.
+or sha256 of the train and held-out arrays), seed, levels, shapes, architecture version, recipe,
+and where it trains: the device type and, on CPU, torch's thread count (torch's CPU reductions are
+not thread-count invariant: the same recipe trained with 1 and 2 threads gives different weights,
+and an FID of one cell moved 19.39 -> 19.21), so another thread count is another, honestly labelled
+extractor (its own ``id``).  An entry that cannot be used (empty or truncated file, not a weights-only
+checkpoint, a .json of another key) is a miss: one warning names the file, the extractor is trained
+again and both files are overwritten.  Held-out accuracy is measured on ``test_x``/``test_y`` when
+given, otherwise on a seeded 10% of the train split that is then left out of training.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..cache import hash_array, hash_key, hash_module
+from common.io import atomic_write
+
+from ..cache import hash_array, hash_key, hash_module, warn_corrupt
 from ..images import as_unit, check_uint8
 from .classifier import Recipe, SmallCNN, accuracy, predict, train_classifier
 
 HOLDOUT_FRACTION = 0.1
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _split(train_x, train_y, test_x, test_y, seed: int):
@@ -51,6 +44,21 @@ def _split(train_x, train_y, test_x, test_y, seed: int):
     n_hold = max(1, int(round(HOLDOUT_FRACTION * len(train_x))))
     hold, keep = perm[:n_hold], perm[n_hold:]
     return train_x[keep], train_y[keep], train_x[hold], train_y[hold]
+
+
+def training_context(device: torch.device) -> dict:
+    """What else changes the trained weights: the device type and, on CPU, torch's thread count."""
+    return {"train_device": device.type, "train_threads": torch.get_num_threads() if device.type == "cpu" else None}
+
+
+def _key(train_x, train_y, test_x, test_y, levels: int, seed: int, dataset_hash: Optional[str], recipe: Recipe,
+         device: torch.device) -> dict:
+    """Everything that determines the trained classifier (its cache key and ``id``)."""
+    data = dataset_hash or hash_key({"train": [hash_array(train_x), hash_array(train_y)],
+                                     "test": None if test_x is None else [hash_array(test_x), hash_array(test_y)]})
+    heldout = "test" if test_x is not None else f"train{HOLDOUT_FRACTION}"
+    return {"extractor": "domain", "dataset": data, "seed": seed, "levels": levels, "shape": list(train_x.shape[1:]),
+            "n_classes": int(train_y.max()) + 1, "heldout": heldout, **recipe.key(), **training_context(device)}
 
 
 class DomainExtractor:
@@ -76,15 +84,13 @@ class DomainExtractor:
             test_x, test_y = check_uint8(torch.as_tensor(test_x), levels, "test_x"), torch.as_tensor(test_y).long()
         if len(train_y) != len(train_x):
             raise ValueError(f"{len(train_x)} train images but {len(train_y)} labels")
-        data = dataset_hash or hash_key({"train": [hash_array(train_x), hash_array(train_y)],
-                                         "test": None if test_x is None else [hash_array(test_x), hash_array(test_y)]})
-        key = {"extractor": "domain", "dataset": data, "seed": seed, "levels": levels,
-               "shape": list(train_x.shape[1:]), "n_classes": int(train_y.max()) + 1,
-               "heldout": "test" if test_x is not None else f"train{HOLDOUT_FRACTION}", **recipe.key()}
-        stem = None if cache_dir is None else Path(cache_dir) / f"domain-{hash_key(key)}"
         device = torch.device(device) if device is not None else torch.device("cpu")
+        key = _key(train_x, train_y, test_x, test_y, levels, seed, dataset_hash, recipe, device)
+        stem = None if cache_dir is None else Path(cache_dir) / f"domain-{hash_key(key)}"
         if stem is not None and stem.with_suffix(".pt").exists() and stem.with_suffix(".json").exists():
-            return cls._load(stem, key, levels, recipe, device)
+            ext = cls._load(stem, key, levels, recipe, device)
+            if ext is not None:
+                return ext
         ext = cls._fit(train_x, train_y, test_x, test_y, levels, key, seed, recipe, device)
         if stem is not None:
             ext._save(stem)
@@ -100,20 +106,28 @@ class DomainExtractor:
         return cls(net, levels, scale, accuracy(net, as_unit(held_x, levels), held_y), key)
 
     @classmethod
-    def _load(cls, stem: Path, key, levels, recipe, device) -> "DomainExtractor":
-        blob = torch.load(stem.with_suffix(".pt"), map_location="cpu", weights_only=True)
-        c, h, _ = key["shape"]
-        net = SmallCNN(c, h, key["n_classes"], recipe.width, recipe.feature_dim)
-        net.load_state_dict(blob["state_dict"])
-        return cls(net.to(device), levels, blob["feature_scale"], blob["accuracy"], key)
+    def _load(cls, stem: Path, key, levels, recipe, device) -> Optional["DomainExtractor"]:
+        """The cached extractor, or None (after a warning naming the file) when the entry cannot be used."""
+        path = stem.with_suffix(".json")
+        try:
+            if json.loads(path.read_text())["key"] != key:
+                raise ValueError("its key belongs to another extractor")
+            path = stem.with_suffix(".pt")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            c, h, _ = key["shape"]
+            net = SmallCNN(c, h, key["n_classes"], recipe.width, recipe.feature_dim)
+            net.load_state_dict(blob["state_dict"])
+            return cls(net.to(device), levels, blob["feature_scale"], blob["accuracy"], key)
+        except Exception as e:  # noqa: BLE001 -- any failure to read means "not a usable entry"
+            warn_corrupt(path, e, "training the extractor again and overwriting it")
+            return None
 
     def _save(self, stem: Path) -> None:
-        stem.parent.mkdir(parents=True, exist_ok=True)
         blob = {"state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
                 "feature_scale": self.feature_scale, "accuracy": self.accuracy}
-        _atomic_write(stem.with_suffix(".pt"), lambda f: torch.save(blob, f))
+        atomic_write(stem.with_suffix(".pt"), lambda f: torch.save(blob, f))
         meta = {"key": self.key, "accuracy": self.accuracy, "feature_scale": self.feature_scale}
-        _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        atomic_write(stem.with_suffix(".json"), json.dumps(meta, indent=1))
 
     def identity(self) -> dict:
         """Everything that determines the features (for the feature cache and result rows)."""
