@@ -116,7 +116,7 @@ class Column:
 
     @property
     def direction(self) -> str:
-        return keys.DIRECTION.get(self.metric, "")
+        return keys.direction(self.metric)
 
 
 @dataclass

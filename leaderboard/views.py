@@ -262,7 +262,7 @@ def modern_table(rows: List[ReferenceRow]) -> dict:
     and table."""
     metrics = sorted({m for r in rows for m in r.values}, key=metric_rank)
     headers = [header("Paper"), header("Model")] + \
-        [header(METRIC_LABELS.get(m, m), f"{m} as published", keys.DIRECTION.get(m, "")) for m in metrics]
+        [header(METRIC_LABELS.get(m, m), f"{m} as published", keys.direction(m)) for m in metrics]
     body = [{"cls": "paper", "cells": [cell(r.source, title=r.url, cls="src"),
                                        cell(r.model, title=r.note, cls="model")] +
              [bound_value_cell(r, m) if m in r.values else cell("") for m in metrics]} for r in rows]
@@ -278,7 +278,7 @@ def reference_table(key: tuple, rows: List[PaperRow]) -> dict:
     dataset, res, extractor = key
     metrics = sorted({m for r in rows for m in r.values}, key=metric_rank)
     headers = [header("Table"), header("Group"), header("Model")] + \
-        [header(METRIC_LABELS.get(m, m), f"{m} as published", keys.DIRECTION.get(m, "")) for m in metrics]
+        [header(METRIC_LABELS.get(m, m), f"{m} as published", keys.direction(m)) for m in metrics]
     body = [{"cls": "paper", "cells": [cell(r.table, cls="src"), cell(r.group or DASH), paper_model_cell(r)] +
              [paper_value_cell(r, m) if m in r.values else cell("") for m in metrics]} for r in rows]
     label = dataset_label(dataset)
@@ -310,11 +310,12 @@ def comparison_rows(comparisons: List[dict]) -> List[tuple]:
 def evidence_rows(evidence: object, prefix: str = "") -> List[tuple]:
     """Flatten claim evidence JSON into (key, value text) pairs for a small table."""
     if (not prefix and isinstance(evidence, dict) and "comparisons" in evidence
-            and set(evidence) <= {"comparisons", "why_inconclusive"}
+            and set(evidence) <= {"comparisons", "why_inconclusive", "source"}
             and all(isinstance(c, dict) for c in evidence["comparisons"])):
-        why = [("why inconclusive", "; ".join(map(str, evidence["why_inconclusive"])))] \
-            if evidence.get("why_inconclusive") else []
-        return why + comparison_rows(evidence["comparisons"])
+        head = [("source", str(evidence["source"]))] if evidence.get("source") else []
+        if evidence.get("why_inconclusive"):
+            head.append(("why inconclusive", "; ".join(map(str, evidence["why_inconclusive"]))))
+        return head + comparison_rows(evidence["comparisons"])
     if isinstance(evidence, dict):
         return [kv for k in sorted(evidence, key=str)
                 for kv in evidence_rows(evidence[k], f"{prefix}.{k}" if prefix else str(k))]

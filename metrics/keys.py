@@ -17,6 +17,7 @@ COVERAGE = "coverage"
 GAN_TRAIN = "gan_train"      # accuracy (%) on real held-out of a classifier trained on samples
 GAN_TEST = "gan_test"        # accuracy (%) on samples of a classifier trained on real data
 REAL_BASELINE = "real_to_real"  # accuracy (%) on real held-out of a classifier trained on real data
+FID_AT_STEPS = "fid@{}steps"     # FID of a sampler run with that many steps (the diffusion steps-vs-FID curve)
 SAMPLES_PER_S = "samples_per_s"  # sampling throughput on the machine that ran the cell (extra: device, batch)
 SPEED_VS_GAN = "speed_vs_gan"    # samples/s divided by the GAN's samples/s measured in the same process
 NFE = "nfe"                      # network evaluations per sample (1 for one feed-forward pass)
@@ -25,3 +26,14 @@ HIGHER_IS_BETTER = {IS, PRD_F8, PRD_F1_8, PRD_AUC, PRECISION, RECALL, DENSITY, C
                     REAL_BASELINE, SAMPLES_PER_S, SPEED_VS_GAN}
 LOWER_IS_BETTER = {BPD, BPD_IW, FID, KID, IS_STD, NFE}
 DIRECTION = {**{k: "higher" for k in HIGHER_IS_BETTER}, **{k: "lower" for k in LOWER_IS_BETTER}}
+
+
+def fid_at_steps(steps: int) -> str:
+    return FID_AT_STEPS.format(int(steps))
+
+
+def direction(metric: str) -> str:
+    """'higher' or 'lower' (which way is better); '' for a key this module does not know."""
+    if metric in DIRECTION:
+        return DIRECTION[metric]
+    return "lower" if metric.startswith("fid@") and metric.endswith("steps") else ""

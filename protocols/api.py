@@ -226,6 +226,8 @@ def evaluate_claims(p: Protocol, store: ResultsStore, dataset: str, budget: str,
     out = []
     for c in p.claims:
         status, evidence = c.check(values)
+        if c.source:
+            evidence = {**evidence, "source": c.source}
         if D.is_main():
             store.add_claim(protocol=p.name, dataset=dataset, budget=budget, claim_id=c.id, text=c.text,
                             status=status, evidence=evidence, extractor=extractor, configs=configs)
@@ -371,9 +373,10 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
 
 
 def expected_metrics(p: Protocol, model: str) -> tuple:
-    """The metric keys that complete a cell (the floor row has no likelihood)."""
+    """The metric keys that complete a cell (the floor row has no likelihood and no sampling cost)."""
     from metrics import keys as K
-    return tuple(m for m in p.metrics if not (model == FLOOR and m in (K.BPD, K.BPD_IW)))
+    model_only = (K.BPD, K.BPD_IW, K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
+    return tuple(m for m in p.metrics if not (model == FLOOR and m in model_only))
 
 
 def _mark_failed(ctx: Context, cell: Cell) -> None:

@@ -78,6 +78,7 @@ class Protocol:
     seeds: int = 1                               # default number of seeds
     extractor: Optional[str] = None              # fixed extractor of its metrics (None: eval.extractor)
     floor: bool = False                          # add the real-data floor row ("real") to its sample metrics
+    steps_curve: Tuple[int, ...] = ()            # step-based samplers: FID also at these step counts (below default)
     checkpoint: str = "last"                     # which checkpoint every model's cells evaluate: "last" (as the
     #                                              paper) or "val_bpd" (best validation BPD, for every model alike)
 

@@ -24,7 +24,8 @@ from models.base import quantize, to_unit
 
 from . import distributed as D
 from .base import Context
-from .evaluate import bpd_values, gan_train_test_values, sample_metrics, save_figures, sensitivity_values
+from .evaluate import (PRODUCER, bpd_values, gan_train_test_values, sample_metrics, sampling_cost_values, save_figures,
+                       sensitivity_values, steps_curve_values)
 from .pipeline import Cell, checkpoint_label, rows, sample_images, train
 from .store import Measurement
 
@@ -52,7 +53,7 @@ def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
     net, result, ckpt = train(ctx, cfg, run_dir)
     values: List[Dict[str, Any]] = []
     values += bpd_values(ctx, cfg, net)
-    wanted = set(cell.protocol.metrics) - {K.BPD, K.BPD_IW}
+    wanted = set(cell.protocol.metrics) & set(PRODUCER)
     if wanted:
         torch.manual_seed(cfg.seed + 10_000)
         fake_u = sample_images(net, cfg.eval.n_samples, cfg.eval.batch_size)
@@ -60,6 +61,11 @@ def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
             fake = quantize(fake_u, ctx.dataset.levels)
             values += sample_metrics(ctx, cfg, fake, run_dir, wanted)
             save_figures(ctx, net, fake, run_dir)
+    curve = [k for k in cell.protocol.steps_curve if k < getattr(cfg.model_cfg, "sample_steps", 0)]
+    if curve:
+        values += steps_curve_values(ctx, cfg, net, curve, run_dir)
+    if D.is_main():
+        values += sampling_cost_values(ctx, cfg, net)
     label = checkpoint_label(result, ckpt)
     if D.is_main():
         atomic_write(run_dir / "metrics.json", json.dumps(
@@ -100,7 +106,7 @@ def floor_cell(ctx: Context, cell: Cell) -> CellOutput:
     if D.is_main():
         from torchvision.utils import save_image
         run_dir.mkdir(parents=True, exist_ok=True)
-        wanted = set(cell.protocol.metrics) - {K.BPD, K.BPD_IW}
+        wanted = set(cell.protocol.metrics) & set(PRODUCER)
         values = sample_metrics(ctx, cfg, train_x[idx], run_dir, wanted)
         save_image(to_unit(train_x[idx[:64]], ctx.dataset.levels), run_dir / "samples.png", nrow=8, padding=1)
     for v in values:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Callable, Dict, List, Optional, Tuple
 
-from metrics.keys import DIRECTION, FID, KID
+from metrics.keys import FID, KID, direction
 
 #: the pseudo-model whose rows are real images measured like samples (the floor of every sample metric)
 FLOOR = "real"
@@ -47,10 +47,11 @@ class Claim:
     id: str
     text: str
     check: Callable[[Values], Verdict]
+    source: str = ""        # where the claim comes from when it is not the AV-ADE paper (e.g. "Kingma et al. 2021")
 
 
 def _better(metric: str, a: float, b: float) -> bool:
-    return a > b if DIRECTION.get(metric, "higher") == "higher" else a < b
+    return a > b if (direction(metric) or "higher") == "higher" else a < b
 
 
 def _vals(values: Values, model: str, metric: str) -> List[float]:
@@ -98,7 +99,7 @@ def comparison(values: Values, a: str, b: str, metric: str) -> dict:
     """Evidence of one pairwise comparison: "a better than b on metric", with every seed's value."""
     va, vb = _vals(values, a, metric), _vals(values, b, metric)
     status, reason = compare(values, a, b, metric)
-    out = {"metric": metric, "direction": DIRECTION.get(metric, "higher"), "better": a, "worse": b,
+    out = {"metric": metric, "direction": direction(metric) or "higher", "better": a, "worse": b,
            "better_values": va, "worse_values": vb, "better_mean": mean(va) if va else None,
            "worse_mean": mean(vb) if vb else None, "status": status}
     if reason:
@@ -126,12 +127,13 @@ def _verdict(comps: List[dict]) -> Verdict:
     return status, evidence
 
 
-def beats(a: str, b: str, *metrics: str, text: Optional[str] = None, cid: Optional[str] = None) -> Claim:
+def beats(a: str, b: str, *metrics: str, text: Optional[str] = None, cid: Optional[str] = None,
+          source: str = "") -> Claim:
     """``a`` is better than ``b`` on every one of ``metrics``."""
     def check(values: Values) -> Verdict:
         return _verdict([comparison(values, a, b, m) for m in metrics])
     return Claim(cid or f"{a}-beats-{b}-on-{'-'.join(metrics)}",
-                 text or f"{a} beats {b} on {', '.join(metrics)}", check)
+                 text or f"{a} beats {b} on {', '.join(metrics)}", check, source)
 
 
 def between(mid: str, lo: str, hi: str, *metrics: str, text: str, cid: str) -> Claim:
@@ -141,9 +143,37 @@ def between(mid: str, lo: str, hi: str, *metrics: str, text: str, cid: str) -> C
     return Claim(cid, text, check)
 
 
-def all_of(cid: str, text: str, *claims: Claim) -> Claim:
+def all_of(cid: str, text: str, *claims: Claim, source: str = "") -> Claim:
     """Every sub-claim holds; the evidence concatenates their comparisons."""
     def check(values: Values) -> Verdict:
         results = [c.check(values) for c in claims]
         return _verdict([x for _, e in results for x in e.get("comparisons", [])])
-    return Claim(cid, text, check)
+    return Claim(cid, text, check, source)
+
+
+def faster(a: str, b: str, factor: float, metric: str, *, text: str, cid: str, source: str = "") -> Claim:
+    """``a``'s ``metric`` (a rate, higher is faster) is at least ``factor`` times ``b``'s, for every pair of seeds."""
+    def check(values: Values) -> Verdict:
+        va, vb = _vals(values, a, metric), _vals(values, b, metric)
+        ratios = [x / y for x in va for y in vb if y > 0]
+        ev = {"metric": metric, "factor": factor, a: va, b: vb, "ratios": ratios}
+        if not ratios:
+            return "inconclusive", {**ev, "why_inconclusive": [f"no stored {metric} for {a if not va else b}"]}
+        if all(r >= factor for r in ratios):
+            return "reproduced", ev
+        if all(r < factor for r in ratios):
+            return "not reproduced", ev
+        return "inconclusive", {**ev, "why_inconclusive": [f"the ratio crosses {factor} between seeds"]}
+    return Claim(cid, text, check, source)
+
+
+def falls_with(model: str, metrics: List[str], *, text: str, cid: str, source: str = "") -> Claim:
+    """``model``'s metric decreases along ``metrics`` (e.g. FID at 10, 25, 50 sampling steps), seed means."""
+    def check(values: Values) -> Verdict:
+        means = [(m, mean(_vals(values, model, m))) for m in metrics if _vals(values, model, m)]
+        ev = {"model": model, "curve": dict(means)}
+        if len(means) < 3:
+            return "inconclusive", {**ev, "why_inconclusive": [f"fewer than 3 points of the curve for {model}"]}
+        ok = all(b[1] <= a[1] for a, b in zip(means, means[1:]))
+        return ("reproduced" if ok else "not reproduced"), ev
+    return Claim(cid, text, check, source)

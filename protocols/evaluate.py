@@ -9,6 +9,7 @@ the domain extractor is trained once per dataset on its train split (seed 0) and
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
@@ -153,4 +154,63 @@ def sensitivity_values(ctx: Context, cfg: RunConfig, fraction: float) -> List[Di
         extra = {**_extractor_extra(ext), "subset_size": r["n"], "fraction": r["fraction"]}
         out += [{"metric": K.IS, "value": r[K.IS], "extractor": ext.name, "n": n_full, "extra": extra},
                 {"metric": K.FID, "value": r[K.FID], "extractor": ext.name, "n": n_full, "extra": extra}]
+    return out
+
+
+# ---- sampling cost (the third axis: coverage, quality, cost) ---------------------------------------------------
+def _samples_per_s(model: GenerativeModel, batch: int, min_time: float) -> float:
+    """Samples per second of ``model.sample(batch)`` after one warm-up call, timed for at least ``min_time``."""
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+    with torch.no_grad():
+        model.sample(batch)
+        sync()
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < min_time:
+            model.sample(batch)
+            sync()
+            n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def sampling_cost_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, rounds: int = 2,
+                         min_time: float = 0.5) -> List[Dict[str, Any]]:
+    """Samples/s of the model and, alternately in the same process, of the GAN of the same budget and data (its
+    generator is the paper's common one; untrained, since speed does not depend on the weights): the ratio is
+    the cost axis, comparable across machines; network evaluations per sample beside it."""
+    from models import build_model
+    from .config import resolve
+    gan_cfg = resolve("gan", dataset=cfg.dataset, budget=cfg.budget, overrides={"train.threads": cfg.train.threads,
+                                                                                  "train.device": cfg.train.device})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        gan = build_model("gan", gan_cfg.model_cfg, ctx.dataset.spec).to(model.device).eval()
+        batch = min(64, cfg.eval.batch_size)
+        pairs = [(_samples_per_s(gan, batch, min_time), _samples_per_s(model, batch, min_time))
+                 for _ in range(rounds)]
+    ratios = sorted(m / g for g, m in pairs)
+    rate = sorted(m for _, m in pairs)[len(pairs) // 2]
+    extra = {"device": str(model.device), "threads": cfg.train.threads, "batch": batch,
+             "gan_samples_per_s": [round(g, 3) for g, _ in pairs], "model_samples_per_s": [round(m, 3) for _, m in pairs]}
+    return [{"metric": K.SAMPLES_PER_S, "value": rate, "n": batch, "extra": extra},
+            {"metric": K.SPEED_VS_GAN, "value": ratios[len(ratios) // 2], "n": batch, "extra": extra},
+            {"metric": K.NFE, "value": float(getattr(model, "nfe_per_sample", 1)), "n": 0, "extra": {}}]
+
+
+def steps_curve_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, steps, run_dir: Path
+                       ) -> List[Dict[str, Any]]:
+    """FID of a step-based sampler (a diffusion model's ``sample_steps``) at each of ``steps``, from the same
+    number of samples and the same reference as its main FID: the steps-vs-FID curve."""
+    import dataclasses
+    out, default = [], model.cfg
+    try:
+        for k in steps:
+            model.cfg = dataclasses.replace(default, sample_steps=int(k))
+            torch.manual_seed(cfg.seed + 10_000)
+            from .pipeline import sample_images
+            fake = quantize(sample_images(model, cfg.eval.n_samples, cfg.eval.batch_size), ctx.dataset.levels)
+            if D.is_main():
+                (v,) = [x for x in sample_metrics(ctx, cfg, fake, run_dir, {K.FID}) if x["metric"] == K.FID]
+                out.append({**v, "metric": K.fid_at_steps(k), "extra": {**v["extra"], "sample_steps": int(k)}})
+    finally:
+        model.cfg = default
     return out

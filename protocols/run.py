@@ -100,7 +100,7 @@ def dry_run(args, overrides) -> str:
 
 def format_table(res) -> str:
     """Plain-text table: one row per model (this run's configuration), mean ± std over seeds, then the claims."""
-    from metrics.keys import DIRECTION
+    from metrics.keys import direction
     metrics_ = sorted({k for v in res.table.values() for k in v})
     cells = {}
     for model in res.table:
@@ -111,7 +111,7 @@ def format_table(res) -> str:
             else:
                 sd = "" if v["std"] is None else f" \u00b1 {v['std']:.3g}"
                 cells[model, m] = f"{v['mean']:.4g}{sd}"
-    heads = {m: m + (" \u2191" if DIRECTION.get(m) == "higher" else " \u2193") for m in metrics_}
+    heads = {m: m + (" \u2191" if direction(m) == "higher" else " \u2193") for m in metrics_}
     width = {m: max([len(heads[m])] + [len(cells[k, m]) for k in res.table]) + 2 for m in metrics_}
     mw = max([5] + [len(k) for k in res.table]) + 2
     seeds = {model: max((v["n"] for v in res.table[model].values()), default=0) for model in res.table}

@@ -9,7 +9,7 @@ from metrics import keys as K
 
 from .base import Protocol, register_protocol
 from .cells import gan_train_test_cell, sensitivity_cell, standard_cell
-from .claims import Claim, all_of, beats, between
+from .claims import Claim, all_of, beats, between, faster, falls_with
 
 SAMPLE_METRICS = (K.BPD, K.IS, K.FID, K.KID, K.PRD_F8, K.PRD_F1_8, K.PRECISION, K.RECALL, K.DENSITY, K.COVERAGE)
 QUALITY = (K.IS, K.FID)
@@ -148,3 +148,27 @@ register_protocol(Protocol(
     description="AV-ADE variants on another dataset (stl10, imagenet64, lsun, folder:PATH)",
     models=("avade-wg-rd", "avade-iaf-rd", "avade-s2"), metrics=(K.BPD, K.IS, K.FID), cell=standard_cell,
     floor=True, claims=()))
+
+# ---- beyond the paper: a diffusion model on the same three axes (coverage, quality, cost) -------------------------
+#: the VDM steps-vs-FID curve: FID at these sampler step counts as well as at the model's own (cpu: 100, paper: 1000)
+DIFFUSION_STEPS = (10, 25, 50)
+COST = (K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
+
+register_protocol(Protocol(
+    name="hybrid_vs_diffusion", table="beyond the paper", seeds=2, floor=True, steps_curve=DIFFUSION_STEPS,
+    description="GAN, AV-ADE, VDM and Glow on coverage (BPD), quality (IS, FID, PRD) and sampling cost",
+    models=("gan", "avade", "vdm", "glow"),
+    metrics=(K.BPD, K.IS, K.FID, K.KID, K.PRD_F8, K.PRD_F1_8, K.PRD_AUC, *COST), cell=standard_cell,
+    claims=(
+        all_of("vdm-best-bpd", "VDM beats AV-ADE and Glow on BPD", beats("vdm", "avade", K.BPD),
+               beats("vdm", "glow", K.BPD),
+               source="Kingma et al. 2021 (VDM), Table 1: 2.65 bits/dim on CIFAR-10; Lucas et al. 2019, Table 3: "
+                      "AV-ADE 3.5-3.7, Glow 3.4"),
+        faster("avade", "vdm", 10.0, K.SAMPLES_PER_S, cid="avade-samples-10x-faster-than-vdm",
+               text="AV-ADE samples at least 10x faster than VDM (at the budget's VDM step count, <= its default 1000)",
+               source="Lucas et al. 2019, Sec. 5.2: one feed-forward pass of at most 10 layers; Kingma et al. 2021: "
+                      "ancestral sampling, one network evaluation per step"),
+        falls_with("vdm", [K.fid_at_steps(k) for k in DIFFUSION_STEPS] + [K.FID], cid="vdm-fid-falls-with-steps",
+                   text="VDM's FID falls as its sampler takes more steps",
+                   source="Ho et al. 2020 / Nichol & Dhariwal 2021: sample quality improves with sampling steps"),
+    )))

@@ -32,3 +32,13 @@ def test_claims_and_table_never_pool_configurations(tmp_path):
     claim = next(c for c in other.claims if c["id"] == "gan-vs-vae")
     bpd = next(comp for comp in claim["evidence"]["comparisons"] if comp["metric"] == "bpd")
     assert bpd["better"] == "vae" and bpd["better_values"] == [other.table["vae"]["bpd"]["mean"]]
+
+
+def test_hybrid_vs_diffusion_records_cost_and_the_steps_curve(tmp_path):
+    res = run_protocol("hybrid_vs_diffusion", models=["vdm"], budget="smoke", seeds=1, results=tmp_path / "r.sqlite",
+                       out=tmp_path / "runs", overrides={**SMALL, "vdm.sample_steps": "12"}, progress=False)
+    vdm = res.table["vdm"]
+    assert vdm["nfe"]["mean"] == 12 and vdm["samples_per_s"]["mean"] > 0 and vdm["speed_vs_gan"]["mean"] > 0
+    assert "fid@10steps" in vdm and "fid@25steps" not in vdm       # curve points below the model's own steps
+    cost = next(c for c in res.claims if c["id"] == "avade-samples-10x-faster-than-vdm")
+    assert cost["status"] == "inconclusive" and "source" in cost["evidence"]   # no AV-ADE in this run

@@ -50,10 +50,11 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
              "--dry-run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
-    assert [c["model"] for c in plan["cells"]][:2] == ["gan", "gan"] and len(plan["cells"]) == 10
+    assert [c["model"] for c in plan["cells"]][:2] == ["gan", "gan"] and len(plan["cells"]) == 12
+    assert [c["model"] for c in plan["cells"]][-2:] == ["real", "real"]      # the real-data floor row
     assert all(c["config"]["train"]["steps"] == 7 for c in plan["cells"])
     assert all(c["sources"]["train.steps"] == "--set train.steps" for c in plan["cells"])
-    assert plan["overrides_reached"] == {"train.steps": ["avade", "avgde", "gan", "vade", "vae"],
+    assert plan["overrides_reached"] == {"train.steps": ["avade", "avgde", "gan", "real", "vade", "vae"],
                                          "avade.adv_weight": ["avade"]}
     assert plan["table"] == "Table 1" and plan["claims"]
     assert list(tmp_path.iterdir()) == []
@@ -63,7 +64,7 @@ def test_paper_dry_run_bounds_every_stage(capsys):
     assert main(["--protocol", "ablation", "--budget", "paper", "--dataset", "cifar10", "--set", "train.steps=3",
                  "--dry-run"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    stages = [s for c in plan["cells"] for s in c["stages"]]
+    stages = [s for c in plan["cells"] if c["model"] != "real" for s in c["stages"]]
     assert {s["stage"] for s in stages} == {"adversarial", "inference", "main"}
     assert all(s["steps"] == 3 for s in stages)
 
