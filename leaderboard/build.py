@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -169,6 +170,37 @@ def table_figure(table: Table, out_dir: Path) -> Optional[dict]:
     return {"src": rel, "alt": f"BPD vs FID, {title}", "caption": caption}
 
 
+STEPS_METRIC = re.compile(r"^fid@(\d+)steps$")
+
+
+def steps_figure(table: Table, out_dir: Path) -> Optional[dict]:
+    """The steps-vs-FID curve of every row with FID measured at several sampler step counts (its own FID sits at
+    its own step count, the row's NFE)."""
+    curves = []
+    for row in table.rows:
+        points = {}
+        for col, c in row.cells.items():
+            m = STEPS_METRIC.match(col.metric)
+            if m:
+                points[int(m.group(1))] = (c.mean, c.std)
+        nfe = next((c.mean for col, c in row.cells.items() if col.metric == keys.NFE), None)
+        fid = next((c for col, c in row.cells.items() if col.metric == keys.FID), None)
+        if points and nfe and fid is not None:
+            points[int(nfe)] = (fid.mean, fid.std)
+        if len(points) >= 2:
+            steps = sorted(points)
+            curves.append((f"{row.model} {row.label}".strip(), steps, [points[k][0] for k in steps],
+                           [points[k][1] for k in steps]))
+    if not curves:
+        return None
+    rel = gallery.media_name("steps", *map(str, table.key))
+    title = f"{table.dataset} / {table.extractor} / {table.budget} / n={table.n_samples}"
+    figures.steps_png(curves, out_dir / rel, title)
+    return {"src": rel, "alt": f"FID vs sampling steps, {title}",
+            "caption": "Quality against sampling cost: FID of a step-based sampler at several step counts "
+                       "(error bars = std over seeds); a one-pass model costs one network evaluation."}
+
+
 def prd_figures(media: List[gallery.RunMedia], out_dir: Path, configs: Dict[str, tuple]) -> Dict[str, List[dict]]:
     """dataset -> PRD plots, one per (extractor, extractor id, budget, protocol), one curve per configuration."""
     groups: Dict[tuple, List[gallery.RunMedia]] = defaultdict(list)
@@ -223,7 +255,8 @@ def dataset_sections(tables: List[Table], media: List[gallery.RunMedia], out_dir
         for t in tables:
             if t.dataset == ds:
                 label_rows(t, configs)
-                tabs.append({"table": views.table_view(t, PAPER_ROWS), "figure": table_figure(t, out_dir)})
+                tabs.append({"table": views.table_view(t, PAPER_ROWS), "figure": table_figure(t, out_dir),
+                             "steps": steps_figure(t, out_dir)})
         sections.append({"id": views.slug("ds", ds), "title": views.dataset_label(ds), "dataset": ds,
                          "tables": tabs, "prd": prd.get(ds, []), "gallery": cards.get(ds, [])})
     return sections
@@ -295,7 +328,7 @@ def _linked_images(sections: List[dict], media: List[gallery.RunMedia]) -> set:
     keep = {rel for m in media for rel in m.images.values()}
     for s in sections:
         keep |= {f["src"] for f in s["prd"]}
-        keep |= {t["figure"]["src"] for t in s["tables"] if t["figure"]}
+        keep |= {t[k]["src"] for t in s["tables"] for k in ("figure", "steps") if t.get(k)}
     return keep
 
 

@@ -103,6 +103,22 @@ def prd_png(curves: List[Curve], path: Path, title: str) -> None:
     _save(fig, path)
 
 
+def steps_png(curves: List[Tuple[str, List[int], List[float], List[Optional[float]]]], path: Path, title: str) -> None:
+    """Sample quality against sampling cost for step-based samplers: FID (mean +- std over seeds) against the
+    number of network evaluations per sample, one line per configuration."""
+    fig, ax = _figure()
+    for label, steps, means, stds in curves:
+        ax.errorbar(steps, means, yerr=[s or 0.0 for s in stds], marker="o", capsize=3, label=_safe_label(label))
+    ax.set_xscale("log")
+    ax.set_xlabel("sampling steps (network evaluations per sample)")
+    ax.set_ylabel("FID")
+    ax.set_title(_safe_label(title), fontsize=9)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def load_prd_curve(path: Path) -> Tuple[List[float], List[float]]:
     """Read ``{"precision": [...], "recall": [...]}``; raise a one-line ValueError when malformed."""
     try:

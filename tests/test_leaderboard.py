@@ -609,3 +609,21 @@ def test_build_reads_the_store_without_writing_it(tmp_path):
     before = results.read_bytes()
     lb.build(results, tmp_path / "site")
     assert results.read_bytes() == before
+
+
+def test_steps_vs_fid_curve_and_floor_row(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    for seed in (0, 1):
+        rid = f"vdm-{seed}"
+        _run(store, tmp_path, rid, "vdm", "digits", seed)
+        for metric, value, ext in ((keys.FID, 2.0 + seed, "domain"), (keys.fid_at_steps(10), 9.0 + seed, "domain"),
+                                   (keys.fid_at_steps(25), 5.0 + seed, "domain"), (keys.NFE, 100.0, ""),
+                                   (keys.BPD, 2.1, "")):
+            _measure(store, rid, "vdm", "digits", seed, metric, value, ext, 5000 if ext else 0)
+        rid = f"real-{seed}"
+        _run(store, tmp_path, rid, "real", "digits", seed)
+        _measure(store, rid, "real", "digits", seed, keys.FID, 0.5, "domain", 5000)
+    page = lb.build(tmp_path / "r.sqlite", tmp_path / "site").read_text()
+    assert "FID vs sampling steps" in page and "real data (floor)" in page
+    steps = [p for p in (tmp_path / "site" / "img").glob("steps-*.png")]
+    assert len(steps) == 1
