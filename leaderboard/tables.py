@@ -26,7 +26,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from metrics import keys
 
 BUDGET_ORDER = ("paper", "cpu", "smoke")
-METRIC_ORDER = (keys.BPD, keys.BPD_IW, keys.IS, keys.IS_STD, keys.FID, keys.KID, keys.PRD_AUC, keys.PRD_F8,
+METRIC_ORDER = (keys.BPD, keys.BPD_CONTENT, keys.BPD_IW, keys.IS, keys.IS_STD, keys.FID, keys.KID, keys.PRD_AUC,
+                keys.PRD_F8,
                 keys.PRD_F1_8, keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE, keys.GAN_TEST,
                 keys.GAN_TRAIN, keys.REAL_BASELINE, keys.NFE, keys.SPEED_VS_GAN, keys.SAMPLES_PER_S)
 CELL_FIELDS = ("group", "metric", "extractor", "extractor_id", "n_samples")

@@ -18,7 +18,8 @@ from .paper_numbers import PaperRow
 from .reference_numbers import MODERN_CAPTION, ReferenceRow
 from .tables import Column, Row, Table, is_legacy, metric_rank
 
-METRIC_LABELS = {keys.BPD: "BPD", keys.BPD_IW: "BPD (IW)", keys.IS: "IS", keys.IS_STD: "IS std",
+METRIC_LABELS = {keys.BPD: "BPD", keys.BPD_CONTENT: "BPD (28x28 content)", keys.BPD_IW: "BPD (IW)", keys.IS: "IS",
+                 keys.IS_STD: "IS std",
                  keys.FID: "FID", keys.KID: "KID", keys.PRD_AUC: "PRD AUC", keys.PRD_F8: "F8",
                  keys.PRD_F1_8: "F1/8", keys.PRECISION: "Precision", keys.RECALL: "Recall",
                  keys.DENSITY: "Density", keys.COVERAGE: "Coverage", keys.GAN_TEST: "GAN-test (%)",
@@ -175,7 +176,7 @@ def paper_column_map(prow: PaperRow, columns: List[Column], extractor: str) -> D
     """Which table column each of the paper row's metrics fills (BPD into the extractor-free column)."""
     found: Dict[Column, str] = {}
     for metric in prow.values:
-        want = "" if metric in (keys.BPD, keys.BPD_IW) else extractor
+        want = "" if metric in (keys.BPD, keys.BPD_CONTENT, keys.BPD_IW) else extractor
         col = next((c for c in columns if c.metric == metric and c.extractor == want), None)
         if col is not None:
             found[col] = metric

@@ -375,7 +375,7 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
 def expected_metrics(p: Protocol, model: str) -> tuple:
     """The metric keys that complete a cell (the floor row has no likelihood and no sampling cost)."""
     from metrics import keys as K
-    model_only = (K.BPD, K.BPD_IW, K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
+    model_only = (K.BPD, K.BPD_CONTENT, K.BPD_IW, K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
     return tuple(m for m in p.metrics if not (model == FLOOR and m in model_only))
 
 

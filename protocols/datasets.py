@@ -350,12 +350,12 @@ DATASETS.add("fashion-mnist", _idx_loader(
     "fashion-mnist", "FashionMNIST",
     "apt-get install dataset-fashion-mnist, or pass --download (torchvision, into --data-root), or the IDX "
     "files from https://github.com/zalandoresearch/fashion-mnist into --data-root"),
-    resolution=32, about="Fashion-MNIST IDX files, 28x28 padded to 32x32")
+    resolution=32, content=28, about="Fashion-MNIST IDX files, 28x28 padded to 32x32")
 DATASETS.add("mnist", _idx_loader(
     "mnist", "MNIST",
     "pass --download (torchvision, into --data-root), or put the IDX files from "
     "https://yann.lecun.com/exdb/mnist/ into --data-root"),
-    resolution=32, about="MNIST IDX files, 28x28 padded to 32x32")
+    resolution=32, content=28, about="MNIST IDX files, 28x28 padded to 32x32")
 
 
 # ---- CIFAR-10 python pickles ------------------------------------------------------
