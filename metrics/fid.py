@@ -77,5 +77,25 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 
 def compute_fid(fake_features: np.ndarray, real_features: np.ndarray) -> float:
-    """FID between two feature sets (N x D each, any N >= 2)."""
+    """FID between two feature sets (N x D each, any N >= 2); sets smaller than D go through their Gram matrix."""
+    a, b = np.asarray(fake_features), np.asarray(real_features)
+    if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[1] and min(len(a), len(b)) < a.shape[1]:
+        return _fid_low_rank(a, b)
     return frechet_distance(*feature_statistics(fake_features), *feature_statistics(real_features))
+
+
+def _fid_low_rank(fake: np.ndarray, real: np.ndarray) -> float:
+    """The same FID without a D x D matrix, for a set of fewer samples than dimensions (a rank-deficient
+    covariance): with centred A (n x D) and B (m x D), C1 = A^T A/(n-1) and C2 = B^T B/(m-1), the non-zero
+    eigenvalues of C1 C2 are the squared singular values of A B^T / sqrt((n-1)(m-1)), so
+    Tr((C1 C2)^{1/2}) is that matrix's nuclear norm, and Tr(C) = ||A||_F^2 / (n-1)."""
+    feature_statistics(fake[:2]) if len(fake) < fake.shape[1] else None      # the rank-deficiency warning
+    a, b = np.asarray(fake, np.float64), np.asarray(real, np.float64)
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    a, b = a - ma, b - mb
+    na, nb = len(a) - 1, len(b) - 1
+    if min(na, nb) < 1:
+        raise ValueError(f"features must be N x D arrays with N >= 2, got {len(a)} and {len(b)} rows")
+    cross = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    diff = ma - mb
+    return float(diff @ diff + (a * a).sum() / na + (b * b).sum() / nb - 2.0 * cross)

@@ -100,26 +100,46 @@ class _Points:
         return _Points(self.x[s:e], self.sq[s:e], None if self.ids is None else self.ids[s:e])
 
 
-def distances(a: _Points, b: _Points, gram: Optional[torch.Tensor] = None,
-              ws: Optional[Workspace] = None) -> torch.Tensor:
-    """len(a) x len(b) Euclidean distances (scikit-learn's expansion), exactly 0 between identical rows;
-    computed in place in ``gram`` (a.x @ b.x.T) when it is given."""
-    g = a.x @ b.x.T if gram is None else gram
-    d = g.mul_(-2).add_(a.sq[:, None]).add_(b.sq[None, :]).clamp_(min=0)
+def squared_distances(a: _Points, b: _Points, ws: Optional[Workspace] = None, kind: str = "",
+                      span: Tuple[Span, Span] = ((0, 0), (0, 0)), hook: Optional[GramHook] = None) -> torch.Tensor:
+    """len(a) x len(b) squared Euclidean distances max(0, |x|^2 - 2 x.y + |y|^2) (scikit-learn's expansion),
+    exactly 0 between identical rows; the Gram tile goes to ``hook(kind, *span, gram)`` first when given."""
+    out = (ws or Workspace(a.x.device)).get("d2", len(a), len(b))
+    if hook is None:
+        d2 = torch.addmm(a.sq[:, None], a.x, b.x.T, alpha=-2, out=out)
+    else:
+        hook(kind, *span, torch.mm(a.x, b.x.T, out=out))
+        d2 = out.mul_(-2).add_(a.sq[:, None])
+    d2.add_(b.sq[None, :]).clamp_(min=0)
     if a.ids is not None:
-        same = a.ids[:, None] == b.ids[None, :] if ws is None else torch.eq(
-            a.ids[:, None], b.ids[None, :], out=ws.get("same", len(a), len(b), torch.bool))
-        d.masked_fill_(same, 0)
-    return d.sqrt_()
+        d2.masked_fill_(torch.eq(a.ids[:, None], b.ids[None, :],
+                                 out=(ws or Workspace(a.x.device)).get("same", len(a), len(b), torch.bool)), 0)
+    return d2
+
+
+def distances(a: _Points, b: _Points) -> torch.Tensor:
+    """len(a) x len(b) Euclidean distances: the square roots of :func:`squared_distances`."""
+    return squared_distances(a, b).sqrt_()
+
+
+def sqrt_thresholds(r: torch.Tensor) -> torch.Tensor:
+    """The smallest t with fl(sqrt(t)) >= r, elementwise: sqrt is monotone and correctly rounded, so
+    fl(sqrt(d2)) < r exactly when d2 < t, and distances compare with radii without a square root per entry."""
+    t = r * r
+    for _ in range(4):                   # r * r is within an ulp or two of the boundary
+        t = torch.where(torch.sqrt(t) < r, torch.nextafter(t, torch.full_like(t, float("inf"))), t)
+    for _ in range(4):
+        lower = torch.nextafter(t, torch.full_like(t, -float("inf")))
+        t = torch.where(torch.sqrt(lower) >= r, lower, t)
+    below = torch.nextafter(t, torch.zeros_like(t))
+    if not bool(((torch.sqrt(t) >= r) & ((t == 0) | (torch.sqrt(below) < r))).all()):
+        raise ArithmeticError("sqrt_thresholds did not converge")   # cannot happen with IEEE arithmetic
+    return t
 
 
 def _tile(a: _Points, b: _Points, kind: str, rows: Span, cols: Span, hook: Optional[GramHook],
           ws: Workspace) -> torch.Tensor:
-    a, b = a.rows(rows), b.rows(cols)
-    gram = torch.mm(a.x, b.x.T, out=ws.get("gram", len(a), len(b)))
-    if hook is not None:
-        hook(kind, rows, cols, gram)
-    return distances(a, b, gram, ws)
+    return squared_distances(a.rows(rows), b.rows(cols), ws, kind, (rows, cols), hook)
 
 
 def _keep_smallest(best: torch.Tensor, start: int, d: torch.Tensor) -> None:
@@ -131,7 +151,8 @@ def _keep_smallest(best: torch.Tensor, start: int, d: torch.Tensor) -> None:
 
 def nearest_neighbour_radii(p: _Points, k: int, kind: str = "real", hook: Optional[GramHook] = None,
                             ws: Optional[Workspace] = None) -> torch.Tensor:
-    """Distance of each row to its k-th nearest neighbour among the other rows of its set."""
+    """Distance of each row to its k-th nearest neighbour among the other rows of its set (the square
+    root of the (k+1)-th smallest squared distance, self at 0: sqrt is monotone, so the same element)."""
     if len(p) <= k:
         raise ValueError(f"need more than k={k} points per set for k-NN radii, got {len(p)}")
     ws = ws or Workspace(p.x.device)
@@ -139,13 +160,13 @@ def nearest_neighbour_radii(p: _Points, k: int, kind: str = "real", hook: Option
     spans = _spans(len(p))
     for i, rows in enumerate(spans):
         for cols in spans[i:]:                           # upper tiles: d(i, j) serves row i and row j
-            d = _tile(p, p, kind, rows, cols, hook, ws)
+            d2 = _tile(p, p, kind, rows, cols, hook, ws)
             if rows == cols:
-                d.diagonal().zero_()                     # each row to itself
-            _keep_smallest(best, rows[0], d)
+                d2.diagonal().zero_()                    # each row to itself
+            _keep_smallest(best, rows[0], d2)
             if rows != cols:
-                _keep_smallest(best, cols[0], ws.get("transposed", d.shape[1], d.shape[0]).copy_(d.T))
-    return best[:, k]                                    # (k+1)-th smallest, self at 0
+                _keep_smallest(best, cols[0], ws.get("transposed", d2.shape[1], d2.shape[0]).copy_(d2.T))
+    return best[:, k].sqrt()
 
 
 def _points(real: np.ndarray, fake: np.ndarray, device) -> Tuple[_Points, _Points]:
@@ -170,15 +191,16 @@ def compute_prdc(real_features, fake_features, nearest_k: int = 5, device: Optio
     density_count = torch.zeros(len(fake), dtype=torch.int32, device=real.x.device)
     real_in_fake = torch.zeros(len(real), dtype=torch.bool, device=real.x.device)
     nearest = torch.full((len(real),), float("inf"), dtype=torch.float64, device=real.x.device)
+    t_real, t_fake = sqrt_thresholds(r_real), sqrt_thresholds(r_fake)     # d < r  <=>  d^2 < t
     for rows in _spans(len(real)):
         for cols in _spans(len(fake)):
-            d = _tile(real, fake, "cross", rows, cols, gram_hook, ws)
-            inside = ws.get("inside", *d.shape, torch.bool)
-            density_count[cols[0]:cols[1]] += torch.lt(d, r_real[rows[0]:rows[1], None], out=inside).sum(
+            d2 = _tile(real, fake, "cross", rows, cols, gram_hook, ws)
+            inside = ws.get("inside", *d2.shape, torch.bool)
+            density_count[cols[0]:cols[1]] += torch.lt(d2, t_real[rows[0]:rows[1], None], out=inside).sum(
                 dim=0, dtype=torch.int32)
-            real_in_fake[rows[0]:rows[1]] |= torch.lt(d, r_fake[None, cols[0]:cols[1]], out=inside).any(dim=1)
-            torch.minimum(nearest[rows[0]:rows[1]], d.amin(dim=1), out=nearest[rows[0]:rows[1]])
+            real_in_fake[rows[0]:rows[1]] |= torch.lt(d2, t_fake[None, cols[0]:cols[1]], out=inside).any(dim=1)
+            torch.minimum(nearest[rows[0]:rows[1]], d2.amin(dim=1), out=nearest[rows[0]:rows[1]])
     n_real, n_fake = len(real), len(fake)   # counts / n: exact integer sums, one rounding, as numpy's mean
     return dict(precision=(density_count > 0).sum().item() / n_fake, recall=real_in_fake.sum().item() / n_real,
                 density=(1.0 / nearest_k) * (density_count.sum().item() / n_fake),
-                coverage=(nearest < r_real).sum().item() / n_real)
+                coverage=(nearest.sqrt() < r_real).sum().item() / n_real)

@@ -122,3 +122,15 @@ def test_registered_prdc_uses_k5_and_keys():
 def test_too_few_points_raise():
     with pytest.raises(ValueError, match="k=5"):
         chunked.compute_prdc(np.zeros((4, 2)), np.zeros((10, 2)))
+
+
+def test_sqrt_thresholds_decide_distance_comparisons_exactly():
+    rng = np.random.RandomState(5)
+    r = torch.from_numpy(np.r_[0.0, 1.0, 2.0, 1e-300, 1e150, np.sqrt(rng.rand(200) * 1e4), rng.rand(200) * 50])
+    t = chunked.sqrt_thresholds(r)
+    below, above, d2 = t, t, [t]
+    for _ in range(3):          # the squared distances right at, below and above each threshold
+        below, above = torch.nextafter(below, torch.zeros_like(t)), torch.nextafter(above, torch.full_like(t, np.inf))
+        d2 += [below, above]
+    for candidate in d2 + [r * r, torch.from_numpy(rng.rand(len(r)) * 2500)]:
+        assert torch.equal(torch.sqrt(candidate) < r, candidate < t)
