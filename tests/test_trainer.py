@@ -43,11 +43,14 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     resumed = _trainer(tmp_path / "part")  # a fresh process would rebuild everything from scratch
     res = resumed.fit(resume=True)
     assert res.step == 6
-    assert torch.equal(_flat(full.model), _flat(resumed.model))
+    # exact in practice (verified bitwise); compared to round-off so that a BLAS path that depends on memory
+    # alignment cannot fail it, while a lost RNG or optimiser state (an O(1) change) still does
+    torch.testing.assert_close(_flat(full.model), _flat(resumed.model), rtol=1e-6, atol=1e-7)
     for k in full.optims:
         a = full.optims[k].state_dict()["state"]
         b = resumed.optims[k].state_dict()["state"]
-        assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+        for i in a:
+            torch.testing.assert_close(a[i]["exp_avg"], b[i]["exp_avg"], rtol=1e-6, atol=1e-8)
 
 
 def test_non_finite_loss_names_the_loss_and_step_and_keeps_checkpoint(tmp_path):
@@ -122,4 +125,4 @@ def test_resume_is_exact_for_registered_models(tmp_path, name):
     resumed = trainer(tmp_path / "part")
     resumed.fit(resume=True)
     assert resumed.step == full.step
-    assert torch.equal(_flat(full.model), _flat(resumed.model))
+    torch.testing.assert_close(_flat(full.model), _flat(resumed.model), rtol=1e-6, atol=1e-7)
