@@ -40,7 +40,7 @@ class Evaluation:
 
 
 def load_extractor(extractor, *, levels: int, seed: int = 0, cache_dir=None, inception_weights=None,
-                   train: Optional[tuple] = None, heldout: Optional[tuple] = None, device=None):
+                   train: Optional[tuple] = None, heldout: Optional[tuple] = None, device=None, progress: bool = True):
     """An extractor object, or one built from its name: "inception" (weights file) or "domain"
     (needs ``train=(x, y)`` uint8 images and labels; ``heldout=(x, y)`` measures its accuracy)."""
     if not isinstance(extractor, str):
@@ -53,7 +53,7 @@ def load_extractor(extractor, *, levels: int, seed: int = 0, cache_dir=None, inc
                              "(CLI: --train NPZ with arrays x and y)")
         hx, hy = heldout if heldout is not None else (None, None)
         return DomainExtractor.fit_or_load(train[0], train[1], levels, seed=seed, cache_dir=cache_dir,
-                                           test_x=hx, test_y=hy, device=device)
+                                           test_x=hx, test_y=hy, device=device, progress=progress)
     raise ValueError(f"unknown extractor {extractor!r}; valid extractors: domain, inception")
 
 

@@ -44,7 +44,7 @@ def extractor_for(ctx: Context, cfg: RunConfig):
         held = (ds.test_x, ds.test_y) if name == "domain" else None
         ctx._extractors[key] = metrics.load_extractor(
             name, levels=ds.levels, seed=0, cache_dir=_cache(ctx), inception_weights=weights, train=train,
-            heldout=held, device=ctx.device)
+            heldout=held, device=ctx.device, progress=ctx.progress and D.is_main())
     return ctx._extractors[key]
 
 
@@ -149,7 +149,7 @@ def gan_train_test_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, 
     ds = ctx.dataset
     res = metrics.gan_train_test(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, ds.levels,
                                  seeds=tuple(range(cfg.eval.gan_seeds)), cache_dir=_cache(ctx),
-                                 dataset_hash=ds.content_hash, device=ctx.device,
+                                 dataset_hash=ds.content_hash, device=ctx.device, progress=ctx.progress,
                                  sample_batch_size=cfg.eval.batch_size)
     atomic_write(run_dir / "gan_train_test.json", json.dumps(
         {"mean": res.mean, "std": res.std, "per_seed": res.per_seed, "n_generated": res.n_generated}, indent=2))

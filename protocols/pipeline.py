@@ -60,12 +60,14 @@ def extractor_identity(ctx: Context, p: Protocol, cfg: RunConfig) -> Dict[str, A
     """What determines the features behind the cell's sample metrics (known before training): the Inception
     file's content, or the domain / Table 8 classifier's data, recipe and thread count."""
     from metrics.features import Recipe
+    from metrics.gan_train_test import GAN_RECIPE
     name = p.extractor or cfg.eval.extractor
     if name == "inception":
         from metrics.features.inception import resolve_weights
         return {"extractor": "inception", "weights_sha256": file_sha256(resolve_weights(
             cfg.eval.inception_weights or None))}
-    ident = {"extractor": name, "dataset": ctx.dataset.content_hash, "recipe": Recipe().key(),
+    recipe = GAN_RECIPE if name == "classifier" else Recipe()
+    ident = {"extractor": name, "dataset": ctx.dataset.content_hash, "recipe": recipe.key(),
              "threads": cfg.train.threads if cfg.train.device == "cpu" else "cuda"}
     if name == "classifier":
         ident["seeds"] = cfg.eval.gan_seeds

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from common.io import atomic_write
+from common.progress import progress_bar
 from models.base import Batch, GenerativeModel, Stage, bits_per_dim
 
 from . import distributed as D
@@ -256,12 +257,7 @@ class Trainer:
     def _bar(self, end: int):
         if not (self.tc.progress and D.is_main()):
             return None
-        import sys
-
-        from tqdm.auto import tqdm
-        tty = sys.stderr.isatty()  # in a log file, a line every 30 s rather than every refresh
-        return tqdm(total=end, initial=self.step, desc=f"{self.cfg.model}", unit="step", dynamic_ncols=True,
-                    leave=False, mininterval=0.1 if tty else 30.0)
+        return progress_bar(end, f"{self.cfg.model}", unit="step", initial=self.step, leave=False)
 
     def _log(self, stage: Stage, window: Dict[str, List[float]], rate: float, bar) -> None:
         means = {k: sum(v) / len(v) for k, v in window.items()}

@@ -16,6 +16,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from common.progress import progress_bar
+
 from ..cache import cached_arrays
 from ..images import as_unit
 from .classifier import Recipe, SmallCNN, train_classifier
@@ -38,16 +40,20 @@ class Features:
         return Features(self.features[idx], None if self.logits is None else self.logits[idx], self.extractor)
 
 
-def embed_images(extractor, images, levels: int, batch_size: int = 256) -> Features:
-    """Features and logits of uint8 images (or floats in [0, 1]) in batches of ``batch_size``."""
+def embed_images(extractor, images, levels: int, batch_size: int = 256, progress: bool = True) -> Features:
+    """Features and logits of uint8 images (or floats in [0, 1]) in batches of ``batch_size`` (a progress bar
+    once it runs longer than 3 s: Inception on a CPU takes minutes)."""
     x = torch.as_tensor(images)
     if len(x) == 0:
         raise ValueError("no images to embed")
     feats, logits = [], []
-    for s in range(0, len(x), batch_size):
-        f, lg = extractor.embed(as_unit(x[s:s + batch_size], levels))
-        feats.append(f.numpy())
-        logits.append(lg.numpy())
+    with progress_bar(len(x), f"{extractor.name} features of {len(x)} images", enabled=progress, unit="img",
+                      delay=3.0) as bar:
+        for s in range(0, len(x), batch_size):
+            f, lg = extractor.embed(as_unit(x[s:s + batch_size], levels))
+            feats.append(f.numpy())
+            logits.append(lg.numpy())
+            bar.update(len(f))
     return Features(np.concatenate(feats), np.concatenate(logits), extractor.id)
 
 
