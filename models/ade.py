@@ -35,7 +35,7 @@ from .base import Batch, DataSpec, GenerativeModel, Stage, bits_per_dim, dequant
 from .discriminators import build_discriminator
 from .flows import LogitTransform, RealNVP
 from .hvae import TopDownVAE
-from .layers import eval_mode, frozen
+from .layers import eval_mode, fast_inference, frozen, weight_cache
 from .nets import Encoder, Generator, gaussian_log_density, kl_normal
 
 SAMPLE_NOISE = ("mean", "gaussian")
@@ -165,7 +165,7 @@ class GAN(GenerativeModel):
         """Upper bound on -log p(u); a conditional GAN without labels marginalises a uniform class prior."""
         if int(self.infer_steps_done) == 0:
             return None
-        with eval_mode(self):
+        with fast_inference(self):
             u = dequantize(x.to(self.device), self.data.levels)
             if not self.conditional or labels is not None:
                 return self._nll_given(u, k, None if labels is None else labels.to(self.device, torch.long))
@@ -176,7 +176,7 @@ class GAN(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        with eval_mode(self):
+        with fast_inference(self):
             y = _labels(n, self.n_classes, self.device, labels) if self.conditional else None
             return ((self.G(self._z(n), y) + 1) / 2).clamp(0, 1)
 
@@ -184,7 +184,7 @@ class GAN(GenerativeModel):
     def reconstruct(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Reconstruction through the inference net; a conditional GAN without labels uses, per image,
         the class with the best bound (as the conditional AV-ADE does)."""
-        with eval_mode(self):
+        with fast_inference(self):
             u = dequantize(x.to(self.device), self.data.levels)
             y = None if labels is None else labels.to(self.device, torch.long)
             if self.conditional and y is None:
@@ -320,6 +320,10 @@ class ADE(GenerativeModel):
             return discriminator_losses(self.D, 2 * u - 1, fake, self.cfg.gp_weight, labels, labels)
         if phase not in self.phases:
             raise KeyError(f"{type(self).__name__} has no phase {phase!r}; phases: {', '.join(self.phases)}")
+        with weight_cache(self.vae):   # the posterior and the prior pass share the decoder's WN weights
+            return self._gen_losses(x, u, labels)
+
+    def _gen_losses(self, x: torch.Tensor, u: torch.Tensor, labels: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         parts = self._nll_parts(u, labels)
         nll = parts["nll"].mean()
         kappa = 1.0 / self.data.dims if self.cfg.lc_scale == "per_dim" else 1.0
@@ -355,7 +359,7 @@ class ADE(GenerativeModel):
         marginal over a uniform class prior: -log (1/K sum_y exp(-bound(u | y)))."""
         if k < 1:
             raise ValueError(f"nll needs k >= 1 importance samples, got {k}")
-        with eval_mode(self):
+        with fast_inference(self):
             u = dequantize(x.to(self.device), self.data.levels)
             if not self.conditional or labels is not None:
                 return self._nll_given(u, labels.to(self.device) if labels is not None else None, k)
@@ -372,7 +376,7 @@ class ADE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """n images in [0, 1]; a conditional model uses ``labels`` (uniform random ones if None)."""
-        with eval_mode(self):
+        with fast_inference(self):
             labels = _labels(n, self.n_classes, self.device, labels) if self.conditional else None
             return self._to_u(self._generate(n, labels))
 
@@ -380,7 +384,7 @@ class ADE(GenerativeModel):
     def reconstruct(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Encode, draw z ~ q(z|x), decode (with the sampling convention); a conditional model
         without labels uses, per image, the class with the best single-sample bound."""
-        with eval_mode(self):
+        with fast_inference(self):
             u = dequantize(x.to(self.device), self.data.levels)
             if self.conditional and labels is None:
                 per_class = torch.stack([self._nll_given(u, self._const_labels(u, c), 1)

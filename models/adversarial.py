@@ -45,6 +45,18 @@ def gradient_penalty(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     return (norm - 1).pow(2).mean()
 
 
+def _logits_of_both(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, real_labels: Optional[torch.Tensor],
+                    fake_labels: Optional[torch.Tensor]):
+    """D's logits on reals and fakes from one forward over both batches (the discriminators have no batch
+    statistics, so each logit is the same function of its own image; one call of twice the batch uses
+    the convolutions better than two)."""
+    if real.shape[1:] != fake.shape[1:] or (real_labels is None) != (fake_labels is None):
+        return disc(real, real_labels), disc(fake, fake_labels)
+    labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
+    logits = disc(torch.cat([real, fake]), labels)
+    return logits[:real.shape[0]], logits[real.shape[0]:]
+
+
 def discriminator_losses(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                          gp_weight: float = GP_WEIGHT, real_labels: Optional[torch.Tensor] = None,
                          fake_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -54,7 +66,7 @@ def discriminator_losses(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor
     conditional D the interpolates carry the real labels (the pairs are aligned by index).
     """
     fake = fake.detach()
-    a_real, a_fake = disc(real, real_labels), disc(fake, fake_labels)
+    a_real, a_fake = _logits_of_both(disc, real, fake, real_labels, fake_labels)
     ce = d_loss(a_real, a_fake)
     gp = gradient_penalty(disc, real, fake, real_labels) if gp_weight else torch.zeros((), device=real.device)
     return {"loss": ce + gp_weight * gp, "d_loss": ce, "gp": gp,

@@ -40,7 +40,7 @@ from .base import Batch, DataSpec, GenerativeModel, bits_per_dim, dequantize, re
 from .discriminators import build_discriminator
 from .flows import LogitTransform, RealNVP, standard_normal_logp
 from .glow import Glow
-from .layers import frozen
+from .layers import fast_inference, frozen
 
 __all__ = ["RealNVPConfig", "GlowConfig", "FlowGANConfig", "FlowDensityModel", "RealNVPModel",
            "GlowModel", "FlowGAN", "CenterTransform"]
@@ -147,7 +147,8 @@ class FlowDensityModel(GenerativeModel):
     def sample(self, n: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         if labels is not None:
             raise ValueError(f"{type(self).__name__} is unconditional: call sample(n) without labels")
-        return self._decode(self._latents(n, self.cfg.temperature)).clamp(0.0, 1.0)
+        with fast_inference(self):
+            return self._decode(self._latents(n, self.cfg.temperature)).clamp(0.0, 1.0)
 
 
 class RealNVPModel(FlowDensityModel):

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .layers import ARConv2d, WNConv2d, WNConvTranspose2d, WNLinear
+from .layers import ARConv2d, WNConv2d, WNConvTranspose2d, WNLinear, elu
 from .nets import (OUTPUT_ACTIVATIONS, Encoder, channels_at, gaussian_log_density, kl_normal,
                    resolutions)
 
@@ -50,8 +49,8 @@ class IAFStep(nn.Module):
 
     def forward(self, z: torch.Tensor, ctx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Returns (z', log|det dz'/dz|) with log-det = -sum ls_ar per sample."""
-        h = F.elu(self.inp(z) + ctx)
-        h = F.elu(self.hid(h))
+        h = elu(self.inp(z) + ctx)
+        h = elu(self.hid(h))
         m, ls = 0.1 * self.mean(h), 0.1 * self.log_scale(h)
         return (z - m) * torch.exp(-ls), -ls.flatten(1).sum(dim=1)
 
@@ -99,10 +98,10 @@ class TopDownVAE(nn.Module):
 
     # ---- passes ---------------------------------------------------------------------------
     def _top(self, z0: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        return F.elu(self.fc(z0, labels)).view(z0.shape[0], self.c0, self.base, self.base)
+        return elu(self.fc(z0, labels)).view(z0.shape[0], self.c0, self.base, self.base)
 
     def _up(self, i: int, h: torch.Tensor, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        return F.elu(self.ups[i](torch.cat([h, z], dim=1), labels))
+        return elu(self.ups[i](torch.cat([h, z], dim=1), labels))
 
     def _mean(self, h: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         mu = self.out(h, labels)
@@ -139,6 +138,7 @@ class TopDownVAE(nn.Module):
         h = self._top(torch.randn(n, self.z_dim, device=device), labels)
         L = self.latent_ch
         for i in range(len(self.lat_rs)):
-            pm, pls, _, _, _ = self.dec_heads[i](h, labels).split([L, L, L, L, self.ctx], dim=1)
+            # only the prior's (pm, pls): the first 2L output channels of the head (half its FLOPs)
+            pm, pls = self.dec_heads[i](h, labels, n_out=2 * L).split([L, L], dim=1)
             h = self._up(i, h, pm + torch.exp(pls) * torch.randn_like(pm), labels)
         return self._mean(h, labels)

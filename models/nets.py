@@ -19,11 +19,10 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .discriminators import base_size, n_octaves
-from .layers import WNConv2d, WNConvTranspose2d, WNLinear
+from .layers import WNConv2d, WNConvTranspose2d, WNLinear, elu
 
 OUTPUT_ACTIVATIONS = ("tanh", "identity")
 LOG_2PI = math.log(2 * math.pi)
@@ -102,9 +101,9 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.n_classes and y is None:
             raise ValueError("this generator is class-conditional: pass labels y (int64, shape [N])")
-        h = F.elu(self._norm(self.fc_norm, self._layer(self.fc, z, y), y)).view(z.shape[0], self.c0, self.base, self.base)
+        h = elu(self._norm(self.fc_norm, self._layer(self.fc, z, y), y)).view(z.shape[0], self.c0, self.base, self.base)
         for up, norm in zip(self.ups, self.norms):
-            h = F.elu(self._norm(norm, self._layer(up, h, y), y))
+            h = elu(self._norm(norm, self._layer(up, h, y), y))
         x = self._layer(self.out, h, y)
         return torch.tanh(x) if self.out_act == "tanh" else x
 
@@ -124,10 +123,10 @@ class Encoder(nn.Module):
         self.feature_channels: Dict[int, int] = dict(zip(rs[1:], chans[1:]))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Dict[int, torch.Tensor]]:
-        h = F.elu(self.stem(x))
+        h = elu(self.stem(x))
         feats: Dict[int, torch.Tensor] = {}
         for r, down, conv in zip(self.rs, self.downs, self.convs):
-            h = F.elu(conv(F.elu(down(h))))
+            h = elu(conv(elu(down(h))))
             feats[r] = h
         m0, ls0 = self.top(h.flatten(1)).chunk(2, dim=1)
         return m0, ls0, feats
