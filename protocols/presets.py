@@ -42,11 +42,18 @@ BUDGETS: Dict[str, Layer] = {
 #: discriminator at or above chance (models/README.md)
 _CPU_GP = {"gp_weight": 10.0}
 
+#: 32x32 (Fashion-MNIST) at the cpu budget: one rule for the five Table 1 models, the same training budget
+#: of 500 steps each (equal steps; batch 64, ~0.5 epoch) with the digits widths (the same generator for all),
+#: chosen so that two seeds of the ablation with every metric fit in an hour on 2 cores; channels-last convs
+#: (1.0-1.12x per step at 1x32x32, benchmarks/README.md).  Measured in models/README.md.
+_CPU32 = {"train.steps": 500, "train.channels_last": True}
+
 PRESETS: Dict[str, Dict[str, Any]] = {
     # ---- the GAN family (models/ade.py: GAN) ----
     "gan": {"smoke": {"width": 4, "enc_width": 4, "disc_width": 4, "z_dim": 8, "infer_steps": 2},
             "cpu": {"width": 32, "enc_width": 32, "disc_width": 32, "z_dim": 32, **_CPU_GP,
-                    "train.steps": 2000, "infer_steps": 500}},
+                    "train.steps": 2000, "infer_steps": 500},
+            "cpu@32": _CPU32},
     "gan-rd": {"base": "gan", "smoke": {"disc_width": 2}, "cpu": {"disc_width": 8}},
     "gan-cond": {"base": "gan"},
     # ---- the VAE family (models/ade.py: ADE); "ade" is a base, not a model ----
@@ -54,10 +61,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                       "flow_mid": 8, "flow_blocks": 1},
             "cpu": {"width": 32, "enc_width": 32, "disc_width": 32, "z_dim": 32, "latent_ch": 8,
                     "iaf_hidden": 16, "flow_mid": 16, "flow_blocks": 2}},
-    "vae": {"base": "ade", "cpu": {"train.steps": 2000}},
-    "vade": {"base": "ade", "cpu": {"train.steps": 600}},
-    "avgde": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 600}},
-    "avade": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 400}},
+    "vae": {"base": "ade", "cpu": {"train.steps": 2000}, "cpu@32": _CPU32},
+    "vade": {"base": "ade", "cpu": {"train.steps": 600}, "cpu@32": _CPU32},
+    "avgde": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 600}, "cpu@32": _CPU32},
+    "avade": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 400}, "cpu@32": _CPU32},
     "avade-rd": {"base": "avade", "smoke": {"disc_width": 2}, "cpu": {"disc_width": 8}},
     "avade-iaf-rd": {"base": "avade-rd"},
     "avade-wg-rd": {"base": "avade-rd", "smoke": {"width": 8}, "cpu": {"width": 64}},   # 2x decoder channels
