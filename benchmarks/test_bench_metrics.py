@@ -27,13 +27,14 @@ import contextlib
 import io
 import os
 import statistics
-import time
 import warnings
 from typing import Callable, Dict, List
 
 import numpy as np
 import pytest
 import torch
+
+from speed_utils import interleaved, load_line, median_ratio as _median_ratio, timed
 
 
 def bench_env(name: str, default: int) -> int:
@@ -48,28 +49,13 @@ ROUNDS = bench_env("ROUNDS", 1)
 LEVELS = 17
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def _interleaved(routes: Dict[str, Callable[[], object]]) -> Dict[str, List[float]]:
     """Seconds of every route, run in turn, for ROUNDS rounds."""
-    times: Dict[str, List[float]] = {k: [] for k in routes}
-    for _ in range(ROUNDS):
-        for name, fn in routes.items():
-            times[name].append(_timed(fn))
-    return times
-
-
-def _median_ratio(num: List[float], den: List[float]) -> float:
-    return statistics.median(a / b for a, b in zip(num, den))
+    return interleaved({k: (lambda fn=fn: timed(fn)) for k, fn in routes.items()}, ROUNDS)
 
 
 def _load() -> str:
-    a, b, c = os.getloadavg()
-    return f"{a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} CPUs"
+    return load_line().removeprefix("load ")
 
 
 def _report(benchmark, title: str, info: dict) -> None:

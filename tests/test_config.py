@@ -95,6 +95,16 @@ def test_a_resolution_specific_preset_wins_over_the_budget(monkeypatch):
     assert resolve("vae", budget="cpu", dataset="digits").model_cfg.width == 32
 
 
+def test_fashion_mnist_cpu_presets_apply_one_rule_to_table_1():
+    """At 32x32 the five Table 1 models get the same training budget (steps) and the same generator."""
+    cfgs = {n: resolve(n, budget="cpu", dataset="fashion-mnist") for n in ("gan", "vae", "vade", "avgde", "avade")}
+    assert {c.train.steps for c in cfgs.values()} == {500}
+    assert all(c.train.channels_last for c in cfgs.values())
+    assert {(c.model_cfg.width, c.model_cfg.z_dim) for c in cfgs.values()} == {(32, 32)}
+    assert {c.model_cfg.gp_weight for n, c in cfgs.items() if n in ("gan", "avgde", "avade")} == {10.0}
+    assert resolve("avade", budget="cpu", dataset="digits").train.steps == 400     # 8x8 keeps its presets
+
+
 def test_save_config_records_hash_and_sources(tmp_path):
     cfg = resolve("vae", budget="smoke", overrides={"train.steps": "3"})
     save_config(cfg, tmp_path / "c.json")
