@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -135,8 +136,17 @@ def _build_page(results: Path, site: Path) -> Optional[Path]:
         return None
 
 
+#: OpenMP's idle threads sleep instead of spinning (set before torch loads; an explicit setting wins): two runs
+#: that each use every core then share the CPUs (2.0x the time of one run for two, against 5.5x with spinning
+#: threads) at ~10% for a run alone on tiny tensors (benchmarks/README.md).  It changes no result.
+OMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if "torch" not in sys.modules:
+        for key, value in OMP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
     return run_main(lambda: _main(args), debug=args.debug,
                     interrupted="interrupted: finished cells are in the store; rerun to continue (add --resume "
                                 "to continue the interrupted cell from its last checkpoint)")

@@ -82,3 +82,19 @@ def test_missing_inception_weights_fail_before_any_training(tmp_path):
     line = r.stderr.strip().splitlines()[-1]
     assert "Inception weights not found" in line and "pt_inception-2015-12-05" in line
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_cli_makes_idle_openmp_threads_sleep_unless_told_otherwise(tmp_path, preset, expected):
+    """Concurrent runs must not collapse (benchmarks/README.md): the CLI sets OMP_WAIT_POLICY=PASSIVE before torch
+    loads, and an explicit setting wins."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = ROOT
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = ("import os, sys; from protocols.run import main; rc = main(['--list']); "
+            "print('policy', os.environ.get('OMP_WAIT_POLICY'), 'torch', 'torch' in sys.modules); sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == f"policy {expected} torch True"
