@@ -231,7 +231,7 @@ def accuracy_text(table: Table) -> str:
 
 
 def checkpoint_notes(table: Table) -> List[str]:
-    rules = {checkpoint_rule(label) for r in table.rows for label in r.checkpoints.values()}
+    rules = {checkpoint_rule(label) for r in table.rows if r.model != FLOOR for label in r.checkpoints.values()}
     if len(rules) > 1:
         return [f"Rows of this table evaluated checkpoints chosen by different rules ({', '.join(sorted(rules))}); "
                 "compare them with care."]
