@@ -53,7 +53,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "gan": {"smoke": {"width": 4, "enc_width": 4, "disc_width": 4, "z_dim": 8, "infer_steps": 2},
             "cpu": {"width": 32, "enc_width": 32, "disc_width": 32, "z_dim": 32, **_CPU_GP,
                     "train.steps": 2000, "infer_steps": 500},
-            "cpu@32": _CPU32},
+            "cpu@32": dict(_CPU32)},
     "gan-rd": {"base": "gan", "smoke": {"disc_width": 2}, "cpu": {"disc_width": 8}},
     "gan-cond": {"base": "gan"},
     # ---- the VAE family (models/ade.py: ADE); "ade" is a base, not a model ----
@@ -61,10 +61,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                       "flow_mid": 8, "flow_blocks": 1},
             "cpu": {"width": 32, "enc_width": 32, "disc_width": 32, "z_dim": 32, "latent_ch": 8,
                     "iaf_hidden": 16, "flow_mid": 16, "flow_blocks": 2}},
-    "vae": {"base": "ade", "cpu": {"train.steps": 2000}, "cpu@32": _CPU32},
-    "vade": {"base": "ade", "cpu": {"train.steps": 600}, "cpu@32": _CPU32},
-    "avgde": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 600}, "cpu@32": _CPU32},
-    "avade": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 400}, "cpu@32": _CPU32},
+    "vae": {"base": "ade", "cpu": {"train.steps": 2000}, "cpu@32": dict(_CPU32)},
+    "vade": {"base": "ade", "cpu": {"train.steps": 600}, "cpu@32": dict(_CPU32)},
+    "avgde": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 600}, "cpu@32": dict(_CPU32)},
+    "avade": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 400}, "cpu@32": dict(_CPU32)},
     "avade-rd": {"base": "avade", "smoke": {"disc_width": 2}, "cpu": {"disc_width": 8}},
     "avade-iaf-rd": {"base": "avade-rd"},
     "avade-wg-rd": {"base": "avade-rd", "smoke": {"width": 8}, "cpu": {"width": 64}},   # 2x decoder channels

@@ -137,7 +137,7 @@ def _build_page(results: Path, site: Path) -> Optional[Path]:
 
 
 #: OpenMP's idle threads sleep instead of spinning (set before torch loads; an explicit setting wins): two runs
-#: that each use every core then share the CPUs (2.0x the time of one run for two, against 5.5x with spinning
+#: that each use every core then share the CPUs (1.8x the time of one run for two, against 5.6x with spinning
 #: threads) at ~10% for a run alone on tiny tensors (benchmarks/README.md).  It changes no result.
 OMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
