@@ -13,22 +13,11 @@ from metrics.features import DomainExtractor, Recipe
 from metrics.features import domain as domain_module
 from metrics.features.classifier import (RESNET_RECIPE, SmallCNN, SmallResNet, accuracy, predict, progress_bar,
                                          train_classifier)
+from tests_support import LEVELS, TINY, Replay, bars
 
 gtt = importlib.import_module("metrics.gan_train_test")  # (``metrics`` re-exports a function of that name)
 
-LEVELS = 17
-TINY = Recipe(width=8, feature_dim=16, epochs=4, min_steps=40, max_steps=60, batch_size=32)
 TINY_RESNET = dataclasses.replace(TINY, arch="resnet", warmup=0.1)
-
-
-def bars(n, seed, n_classes=3, size=8, channels=1):
-    """Class c: a bright horizontal bar at rows 2c, 2c+1 over faint noise (levels 0..16)."""
-    rng = np.random.RandomState(seed)
-    y = np.arange(n) % n_classes
-    x = rng.randint(0, 4, (n, channels, size, size))
-    for i, c in enumerate(y):
-        x[i, :, 2 * c:2 * c + 2] = rng.randint(12, LEVELS, (channels, 2, size))
-    return torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y)
 
 
 def stripes(n, seed, size=8, channels=1):
@@ -143,25 +132,6 @@ def test_slow_prediction_shows_progress_fast_one_does_not(capsys, monkeypatch):
     monkeypatch.setattr(tqdm.std, "time", lambda: float(next(clock)))               # every call: 2 s later
     predict(net, torch.rand(50, 1, 8, 8), batch_size=10, desc="classifying slowly")
     assert "classifying slowly" in capsys.readouterr().err
-
-
-class Replay:
-    """A 'conditional model' whose samples are real images of the requested class (u-space, bin centres)."""
-
-    def __init__(self, x, y):
-        self.by_class = {int(c): x[y == c] for c in torch.unique(y)}
-        self.training = False
-
-    def sample(self, n, labels=None):
-        out, used = [], {c: 0 for c in self.by_class}
-        for c in labels.tolist():
-            pool = self.by_class[c]
-            out.append(pool[used[c] % len(pool)])
-            used[c] += 1
-        return (torch.stack(out).float() + 0.5) / LEVELS
-
-    def eval(self):
-        return self
 
 
 def test_gan_train_test_uses_the_resnet_by_default(monkeypatch, capsys):

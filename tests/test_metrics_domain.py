@@ -7,19 +7,7 @@ import metrics.features.domain as domain_module
 from metrics.cache import cached_arrays, hash_key
 from metrics.features import DomainExtractor, Recipe, embed_images, extract
 from metrics.features.classifier import SmallCNN
-
-TINY = Recipe(width=8, feature_dim=16, epochs=4, min_steps=40, max_steps=60, batch_size=32)
-LEVELS = 17
-
-
-def bars(n, seed, n_classes=3, size=8, channels=1):
-    """Class c: a bright horizontal bar at rows 2c, 2c+1 over faint noise (levels 0..16)."""
-    rng = np.random.RandomState(seed)
-    y = np.arange(n) % n_classes
-    x = rng.randint(0, 4, (n, channels, size, size))
-    for i, c in enumerate(y):
-        x[i, :, 2 * c:2 * c + 2] = rng.randint(12, LEVELS, (channels, 2, size))
-    return torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y)
+from tests_support import LEVELS, TINY, bars
 
 
 @pytest.fixture(scope="module")

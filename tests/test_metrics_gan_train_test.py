@@ -1,40 +1,10 @@
 """GAN-train / GAN-test (metrics/gan_train_test.py) with a fake model that replays real test images."""
-import numpy as np
 import pytest
 import torch
 
 from metrics import keys
-from metrics.features import Recipe
 from metrics.gan_train_test import balanced_labels, gan_train_test
-
-LEVELS = 17
-TINY = Recipe(width=8, feature_dim=16, epochs=4, min_steps=40, max_steps=60, batch_size=32)
-
-
-def bars(n, seed, n_classes=3, size=8):
-    rng = np.random.RandomState(seed)
-    y = np.arange(n) % n_classes
-    x = rng.randint(0, 4, (n, 1, size, size))
-    for i, c in enumerate(y):
-        x[i, :, 2 * c:2 * c + 2] = rng.randint(12, LEVELS, (1, 2, size))
-    return torch.from_numpy(x.astype(np.uint8)), torch.from_numpy(y)
-
-
-class Replay:
-    """A 'conditional model' whose samples are real images of the requested class (u-space, bin centres)."""
-
-    def __init__(self, x, y):
-        self.by_class = {int(c): x[y == c] for c in torch.unique(y)}
-        self.seen = []
-
-    def sample(self, n, labels=None):
-        self.seen.append(labels.clone())
-        out, used = [], {c: 0 for c in self.by_class}
-        for c in labels.tolist():
-            pool = self.by_class[c]
-            out.append(pool[used[c] % len(pool)])
-            used[c] += 1
-        return (torch.stack(out).float() + 0.5) / LEVELS
+from tests_support import LEVELS, TINY, Replay, bars
 
 
 def test_replayed_test_images_score_like_the_baseline():
