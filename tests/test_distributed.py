@@ -17,9 +17,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+def _worker(rank, world, out_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import torch.distributed as dist
     from models.base import DataSpec
@@ -28,7 +27,11 @@ def _worker(rank, world, port, out_dir):
     from protocols.trainer import Trainer
     from toy_models import ToyAdversarial, ToyConfig
 
-    D.init_from_env("cpu")
+    # Rendezvous through a file rather than a TCP port: a port picked by _free_port() can be taken
+    # by another process before the ranks bind it, which made this test flaky on busy machines.
+    dist.init_process_group("gloo", init_method="file://" + os.path.join(out_dir, "rendezvous"), rank=rank,
+                            world_size=world)
+    assert D.init_from_env("cpu") == torch.device("cpu")  # joins nothing twice: the group already exists
     torch.manual_seed(100 + rank)  # different inits on purpose: the trainer must broadcast rank 0's
     spec = DataSpec(1, 4, 17)
     x = torch.randint(0, 17, (64, 1, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -42,7 +45,7 @@ def _worker(rank, world, port, out_dir):
 
 
 def test_two_ranks_train_in_lockstep(tmp_path):
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)  # averaged gradients keep every rank identical
     assert (tmp_path / "last.pt").exists()  # written by rank 0 only, once
