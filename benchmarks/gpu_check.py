@@ -73,7 +73,7 @@ def step_time(device: torch.device, batch: int, repeats: int, autocast: bool) ->
         model = build_model(name, cfg.model_cfg, spec).to(device).train()
         x = Batch(torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device))
         phases = model.stages(1)[0].phases
-        opts = {ph: make_optimizer("adamax", model.phase_parameters(ph), cfg.train) for ph in phases}
+        opts = {ph: make_optimizer("adamax", model.phase_parameters(ph), cfg.train, ph) for ph in phases}
 
         def one_step():
             for ph in phases:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import typing
@@ -51,6 +52,11 @@ class TrainConfig:
     batch_size: int = opt(64, min=1)        # images per step (per process under torchrun)
     optimizer: str = opt("adamax", choices=OPTIMIZERS)  # adamax (paper, Appendix C) | adam
     lr: float = opt(2e-3, above=0)          # learning rate (paper: Adamax 2e-3)
+    phase_lr: str = ""                      # per-phase learning rates, e.g. "gen=5e-4" (others keep lr): a
+    #                                         slower generator than D is the two time-scale rule (Heusel et al. 2017)
+    scalar_lr: float = opt(0.0, min=0)      # learning rate of 0-dim parameters (a decoder's global log sigma, VDM's
+    #                                         schedule ends); 0 = the phase's lr. Adamax moves a parameter by at
+    #                                         most ~lr per step, so a short run can rate-limit a global scale
     beta1: float = opt(0.9, min=0, below=1)
     beta2: float = opt(0.999, min=0, below=1)
     grad_clip: float = opt(0.0, min=0)      # global-norm clip per phase; 0 = off
@@ -343,9 +349,37 @@ def _resolve_machine(cfg: RunConfig) -> None:
         cfg.train.device = resolved
 
 
+def parse_phase_lr(text: str) -> Dict[str, float]:
+    """``train.phase_lr`` as a mapping: ``"gen=5e-4, disc=2e-3"`` -> {"gen": 5e-4, "disc": 2e-3}."""
+    out: Dict[str, float] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        phase, sep, value = item.partition("=")
+        try:
+            lr = float(value) if sep and phase.strip() else float("nan")
+        except ValueError:
+            lr = float("nan")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"train.phase_lr: bad entry {item!r}; use phase=lr with lr > 0, e.g. gen=5e-4")
+        out[phase.strip()] = lr
+    return out
+
+
+def _phase_lr_errors(cfg: RunConfig, model_cls) -> List[str]:
+    try:
+        lrs = parse_phase_lr(cfg.train.phase_lr)
+    except ConfigError as e:
+        return [str(e)]
+    if not lrs or model_cls is None or cfg.model_cfg is None:
+        return []
+    phases = {ph for st in model_cls.stage_plan(cfg.model_cfg, cfg.train.steps) for ph in st.phases}
+    unknown = sorted(set(lrs) - phases)
+    return [f"train.phase_lr names phase(s) {', '.join(unknown)} that {cfg.model} does not train; its phases: "
+            f"{', '.join(sorted(phases))}"] if unknown else []
+
+
 def validate(cfg: RunConfig, model_cls=None) -> None:
     """Ranges and choices of every section, and the checks across keys; one line naming every bad key."""
-    errors = check(cfg.train, "train") + check(cfg.eval, "eval")
+    errors = check(cfg.train, "train") + check(cfg.eval, "eval") + _phase_lr_errors(cfg, model_cls)
     if cfg.model_cfg is not None and dataclasses.is_dataclass(cfg.model_cfg):
         errors += check(cfg.model_cfg, "model")
     if not _DEVICE.match(cfg.train.device):

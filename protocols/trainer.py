@@ -28,7 +28,7 @@ from common.progress import progress_bar
 from models.base import Batch, GenerativeModel, Stage, bits_per_dim
 
 from . import distributed as D
-from .config import RunConfig
+from .config import RunConfig, parse_phase_lr
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,10 +70,21 @@ class TrainResult:
     history: List[dict] = field(default_factory=list)
 
 
-def make_optimizer(name: str, params, tc) -> torch.optim.Optimizer:
-    """One optimiser per phase: Adamax (the paper, Appendix C) or Adam, with the config's lr and betas."""
+def phase_lr(phase: str, tc) -> float:
+    """The learning rate of a phase: its entry in ``train.phase_lr`` when there is one, else ``train.lr``."""
+    return parse_phase_lr(tc.phase_lr).get(phase, tc.lr)
+
+
+def make_optimizer(name: str, params, tc, phase: str = "") -> torch.optim.Optimizer:
+    """One optimiser per phase: Adamax (the paper, Appendix C) or Adam, with the config's lr and betas;
+    with ``train.scalar_lr`` set, the phase's 0-dim parameters form a second group at that rate."""
     cls = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam}[name]
-    return cls(params, lr=tc.lr, betas=(tc.beta1, tc.beta2))
+    params, lr = list(params), phase_lr(phase, tc)
+    groups = [{"params": params}]
+    if tc.scalar_lr > 0 and any(p.dim() == 0 for p in params):
+        groups = [{"params": [p for p in params if p.dim() > 0]},
+                  {"params": [p for p in params if p.dim() == 0], "lr": tc.scalar_lr}]
+    return cls([g for g in groups if g["params"]], lr=lr, betas=(tc.beta1, tc.beta2))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -127,7 +138,7 @@ class Trainer:
                 if ph not in self.optims:
                     params = [p for p in model.phase_parameters(ph)]
                     self._params[ph] = params
-                    self.optims[ph] = make_optimizer(self.tc.optimizer, params, self.tc)
+                    self.optims[ph] = make_optimizer(self.tc.optimizer, params, self.tc, ph)
         self.step = 0
         self.best_val: Optional[float] = None
         self.history: List[dict] = []

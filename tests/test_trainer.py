@@ -126,3 +126,41 @@ def test_resume_is_exact_for_registered_models(tmp_path, name):
     resumed.fit(resume=True)
     assert resumed.step == full.step
     torch.testing.assert_close(_flat(full.model), _flat(resumed.model), rtol=1e-6, atol=1e-7)
+
+
+def test_phase_lr_sets_only_the_named_phase(tmp_path):
+    tr = _trainer(tmp_path, cfg=_cfg(lr=4e-3, phase_lr="gen=1e-3"))
+    assert tr.optims["gen"].param_groups[0]["lr"] == 1e-3  # the two time-scale rule: G slower than D
+    assert tr.optims["disc"].param_groups[0]["lr"] == 4e-3
+    same = _trainer(tmp_path / "same", cfg=_cfg(lr=1e-3))  # "" (the default) = train.lr for every phase
+    assert {o.param_groups[0]["lr"] for o in same.optims.values()} == {1e-3}
+    assert _cfg(lr=1e-3, phase_lr="gen=5e-4").hash() != _cfg(lr=1e-3).hash()
+
+
+def test_phase_lr_errors_name_the_entry_or_the_phases():
+    from protocols.config import ConfigError, parse_phase_lr, resolve
+    assert parse_phase_lr(" gen=5e-4, disc=2e-3 ") == {"gen": 5e-4, "disc": 2e-3}
+    for bad in ("gen", "gen=", "gen=-1", "=1e-3", "gen=fast"):
+        with pytest.raises(ConfigError, match="train.phase_lr: bad entry"):
+            parse_phase_lr(bad)
+    with pytest.raises(ConfigError, match="does not train; its phases: disc, gen, infer"):
+        resolve("gan", budget="smoke", overrides={"train.phase_lr": "main=1e-3"})
+    assert resolve("gan", budget="smoke", overrides={"train.phase_lr": "infer=1e-3"}).train.phase_lr == "infer=1e-3"
+
+
+def test_scalar_lr_gives_the_global_log_sigma_its_own_rate(tmp_path):
+    from models import build_model
+    from protocols.config import resolve
+    spec = DataSpec(1, 8, 17, 10)
+    x = torch.randint(0, 17, (32, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    cfg = resolve("vae", budget="smoke", overrides={"train.steps": "3", "train.progress": "false",
+                                                     "train.lr": "1e-3", "train.scalar_lr": "0.05"})
+    torch.manual_seed(0)
+    model = build_model("vae", cfg.model_cfg, spec)
+    start = model.log_sigma.item()
+    tr = Trainer(model, x, cfg, tmp_path)
+    big, small = tr.optims["main"].param_groups
+    assert small["lr"] == 0.05 and small["params"] == [model.log_sigma] and big["lr"] == 1e-3
+    assert sum(p.numel() for p in big["params"]) == sum(p.numel() for p in model.parameters()) - 1
+    tr.fit()
+    assert abs(model.log_sigma.item() - start) > 3 * 1e-3 * 3  # moved faster than lr lets Adamax move it
