@@ -1,6 +1,5 @@
 """Data-parallel training through torch.distributed (Gloo on CPU): ranks stay in sync."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -9,12 +8,6 @@ import torch
 import torch.multiprocessing as mp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank, world, out_dir):
@@ -54,9 +47,9 @@ def test_two_ranks_train_in_lockstep(tmp_path):
 @pytest.mark.slow
 def test_torchrun_cli_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-           str(_free_port()), "-m", "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget",
-           "smoke", "--seeds", "1", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"),
+    # --standalone: torchrun's own rendezvous on a port it picks and holds (no port race with other processes)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+           "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget", "smoke", "--seeds", "1", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"),
            "--site", str(tmp_path / "site"), "--no-progress"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
