@@ -20,8 +20,8 @@ def _worker(rank, world, out_dir):
     from protocols.trainer import Trainer
     from toy_models import ToyAdversarial, ToyConfig
 
-    # Rendezvous through a file rather than a TCP port: a port picked by _free_port() can be taken
-    # by another process before the ranks bind it, which made this test flaky on busy machines.
+    # Rendezvous through a file rather than a TCP port: a free port picked up front can be taken by
+    # another process before the ranks bind it, which made this test flaky on busy machines.
     dist.init_process_group("gloo", init_method="file://" + os.path.join(out_dir, "rendezvous"), rank=rank,
                             world_size=world)
     assert D.init_from_env("cpu") == torch.device("cpu")  # joins nothing twice: the group already exists
@@ -49,8 +49,9 @@ def test_torchrun_cli_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     # --standalone: torchrun's own rendezvous on a port it picks and holds (no port race with other processes)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-           "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget", "smoke", "--seeds", "1", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"),
-           "--site", str(tmp_path / "site"), "--no-progress"]
+           "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget", "smoke", "--seeds", "1",
+           "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), "--site", str(tmp_path / "site"),
+           "--no-progress"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     from protocols.store import ResultsStore

@@ -134,7 +134,8 @@ def test_phase_lr_sets_only_the_named_phase(tmp_path):
     assert tr.optims["disc"].param_groups[0]["lr"] == 4e-3
     same = _trainer(tmp_path / "same", cfg=_cfg(lr=1e-3))  # "" (the default) = train.lr for every phase
     assert {o.param_groups[0]["lr"] for o in same.optims.values()} == {1e-3}
-    assert _cfg(lr=1e-3, phase_lr="gen=5e-4").hash() != _cfg(lr=1e-3).hash()
+    assert _cfg(lr=1e-3, phase_lr="gen=5e-4").hash() != _cfg(lr=1e-3).hash()  # a new cell, never a reused one
+    assert _cfg(lr=1e-3, scalar_lr=0.02).hash() != _cfg(lr=1e-3).hash()
 
 
 def test_phase_lr_errors_name_the_entry_or_the_phases():
