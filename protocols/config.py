@@ -43,6 +43,7 @@ class ConfigError(ValueError):
 SELECT = ("val_bpd", "last")
 OPTIMIZERS = ("adamax", "adam")
 EXTRACTORS = ("domain", "inception")
+AUTOCAST = ("off", "bf16", "auto")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -57,6 +58,10 @@ class TrainConfig:
     scalar_lr: float = opt(0.0, min=0)      # learning rate of 0-dim parameters (a decoder's global log sigma, VDM's
     #                                         schedule ends); 0 = the phase's lr. Adamax moves a parameter by at
     #                                         most ~lr per step, so a short run can rate-limit a global scale
+    ema: float = opt(0.0, min=0, below=1)   # decay of an exponential moving average of the weights (Polyak
+    #                                         averaging; 0 = off): checkpoints, validation, samples and every
+    #                                         evaluation use the average, training the last iterate; the decay
+    #                                         warms up as min(ema, (1 + t) / (10 + t)) at step t
     beta1: float = opt(0.9, min=0, below=1)
     beta2: float = opt(0.999, min=0, below=1)
     grad_clip: float = opt(0.0, min=0)      # global-norm clip per phase; 0 = off
@@ -69,6 +74,10 @@ class TrainConfig:
     #                                         may use (affinity); the resolved number is recorded and hashed
     device: str = "auto"                    # auto | cpu | cuda | cuda:N (auto: cuda when available)
     channels_last: bool = False             # NHWC memory format for conv nets (faster on CPU and tensor cores)
+    autocast: str = opt("off", choices=AUTOCAST)  # training losses under torch.autocast(bfloat16): oneDNN bf16
+    #                                         kernels on CPUs with AVX512-BF16/AMX, tensor cores on GPUs; parameters,
+    #                                         optimiser and every evaluation stay fp32. auto = bf16 where the device
+    #                                         has native bf16, else off (resolved per machine, recorded and hashed)
     progress: bool = True                   # tqdm progress bar (rank 0 only)
 
 
@@ -126,6 +135,9 @@ class RunConfig:
             d["train"].pop(k)
         if d["train"]["device"] != "cpu":
             d["train"].pop("threads")
+        for key, off in (("autocast", "off"), ("ema", 0.0)):   # off: the same hash as before the key existed
+            if d["train"][key] == off:
+                d["train"].pop(key)
         d["eval"].pop("inception_weights")
         if self.world == 1:
             d.pop("world")
@@ -347,6 +359,21 @@ def _resolve_machine(cfg: RunConfig) -> None:
     if resolved != cfg.train.device:
         cfg.sources["train.device"] = f"machine ({cfg.train.device})"
         cfg.train.device = resolved
+    if cfg.train.autocast == "auto":
+        cfg.train.autocast = "bf16" if native_bf16(cfg.train.device) else "off"
+        cfg.sources["train.autocast"] = f"machine (auto: {'native' if cfg.train.autocast == 'bf16' else 'no'} bf16)"
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions and matmuls natively (CPU: oneDNN with AVX512-BF16 or AMX;
+    CUDA: compute capability 8.0+). Without it torch emulates bf16, slower than fp32."""
+    import torch
+    if _device_type(device) == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def parse_phase_lr(text: str) -> Dict[str, float]:

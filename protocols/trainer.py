@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -140,6 +141,9 @@ class Trainer:
                     self._params[ph] = params
                     self.optims[ph] = make_optimizer(self.tc.optimizer, params, self.tc, ph)
         self.step = 0
+        self.ema: Optional[Dict[str, torch.Tensor]] = None     # train.ema: the averaged weights
+        if self.tc.ema > 0:
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.best_val: Optional[float] = None
         self.history: List[dict] = []
 
@@ -153,10 +157,15 @@ class Trainer:
         return self.run_dir / "best.pt"
 
     def state(self) -> dict:
-        return {"step": self.step, "model": self.model.state_dict(),
-                "optim": {k: o.state_dict() for k, o in self.optims.items()}, "rng": _rng_state(),
-                "config_hash": self.cfg.hash(), "model_name": self.cfg.model,
-                "best_val": -1.0 if self.best_val is None else self.best_val}
+        """``model`` is what is evaluated: the averaged weights under ``train.ema``, whose last iterate (what
+        training resumes from) is then ``model_train``."""
+        st = {"step": self.step, "model": self.ema if self.ema is not None else self.model.state_dict(),
+              "optim": {k: o.state_dict() for k, o in self.optims.items()}, "rng": _rng_state(),
+              "config_hash": self.cfg.hash(), "model_name": self.cfg.model,
+              "best_val": -1.0 if self.best_val is None else self.best_val}
+        if self.ema is not None:
+            st["model_train"] = self.model.state_dict()
+        return st
 
     def save(self, path: Optional[Path] = None) -> None:
         if D.is_main():
@@ -172,7 +181,9 @@ class Trainer:
             raise CheckpointError(f"{self.last_path} was written by another configuration "
                                   f"({ck.get('config_hash')} != {self.cfg.hash()}); resume with the same "
                                   f"settings, or use a fresh --out")
-        self.model.load_state_dict(ck["model"])
+        self.model.load_state_dict(ck.get("model_train", ck["model"]))
+        if self.ema is not None:
+            self.ema = {k: v.to(self.device) for k, v in ck["model"].items()}
         for k, o in self.optims.items():
             o.load_state_dict(ck["optim"][k])
         _set_rng_state(ck["rng"])
@@ -198,7 +209,8 @@ class Trainer:
 
     def _phase(self, phase: str, batch: Batch) -> Dict[str, float]:
         self.model.zero_grad(set_to_none=True)
-        out = self.model.losses(phase, batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.autocast == "bf16"):
+            out = self.model.losses(phase, batch)
         logged = {}
         for name, v in out.items():
             val = float(v.detach().float().mean())
@@ -212,6 +224,32 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
         self.optims[phase].step()
         return logged
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema <- d ema + (1 - d) weights, d = min(train.ema, (1 + t) / (10 + t)); the first step copies (after
+        data-dependent inits). Buffers (batch-norm statistics) are averaged alike; integer ones copied."""
+        t = self.step - 1
+        d = 0.0 if t == 0 else min(self.tc.ema, (1 + t) / (10 + t))
+        for k, v in self.model.state_dict().items():
+            e = self.ema[k]
+            if e.is_floating_point():
+                e.lerp_(v.detach(), 1.0 - d)
+            else:
+                e.copy_(v)
+
+    @contextmanager
+    def averaged(self):
+        """The model holds its averaged weights inside the block (no-op without ``train.ema``)."""
+        if self.ema is None:
+            yield self.model
+            return
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            yield self.model
+        finally:
+            self.model.load_state_dict(current)
 
     def _non_finite(self, name: str, phase: str, val: float) -> str:
         saved = f"the last checkpoint, {self.last_path}, is kept" if self.last_path.exists() else \
@@ -240,6 +278,8 @@ class Trainer:
             self.step += 1
             if self.step == 1:  # data-dependent inits (Glow's ActNorm) ran on each rank's own batch
                 D.broadcast_module(self.model)
+            if self.ema is not None:
+                self._update_ema()
             seen += batch.x.shape[0] * D.world_size()
             if bar is not None:
                 bar.update(1)
@@ -292,7 +332,8 @@ class Trainer:
         torch.manual_seed(12345)
         self.model.eval()
         x = self.val_x[: self.tc.val_images].to(self.device)
-        nll = self.model.nll(x)
+        with self.averaged():
+            nll = self.model.nll(x)
         self.model.train()
         torch.set_rng_state(rng)
         if nll is None:
@@ -320,7 +361,8 @@ class Trainer:
         labels = None
         if self.model.conditional and self.model.data.n_classes:
             labels = torch.arange(n, device=self.device) % self.model.data.n_classes
-        u = self.model.sample(n, labels=labels).float().clamp(0, 1).cpu()
+        with self.averaged():
+            u = self.model.sample(n, labels=labels).float().clamp(0, 1).cpu()
         self.model.train()
         torch.set_rng_state(rng)
         path.parent.mkdir(parents=True, exist_ok=True)

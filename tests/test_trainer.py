@@ -165,3 +165,96 @@ def test_scalar_lr_gives_the_global_log_sigma_its_own_rate(tmp_path):
     assert sum(p.numel() for p in big["params"]) == sum(p.numel() for p in model.parameters()) - 1
     tr.fit()
     assert abs(model.log_sigma.item() - start) > 3 * 1e-3 * 3  # moved faster than lr lets Adamax move it
+
+
+def test_autocast_bf16_runs_the_losses_in_bf16_and_keeps_weights_fp32(tmp_path):
+    """``train.autocast=bf16``: convolutions of the training losses run in bfloat16 (the GP's double backward
+    included); parameters, optimiser state and the stored checkpoint stay fp32; the losses stay finite."""
+    from models import build_model
+    from protocols.config import resolve
+    spec = DataSpec(1, 8, 17, 10)
+    x = torch.randint(0, 17, (32, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    cfg = resolve("avade", budget="smoke", overrides={"train.steps": "2", "train.progress": "false",
+                                                       "train.autocast": "bf16"}, machine=False)
+    torch.manual_seed(0)
+    model = build_model("avade", cfg.model_cfg, spec)
+    seen = set()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
+    tr = Trainer(model, x, cfg, tmp_path)
+    tr.fit()
+    assert torch.bfloat16 in seen
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert all(t.dtype == torch.float32 for t in load_checkpoint(tr.last_path)["model"].values()
+               if t.is_floating_point())
+    assert tr.history and all(v == v for h in tr.history for v in h.values() if isinstance(v, float))
+    seen.clear()
+    model.eval()
+    with torch.no_grad():
+        model.sample(4)                      # evaluation is outside the trainer's autocast: fp32
+    assert seen == {torch.float32}
+
+
+def test_autocast_off_keeps_the_old_hash_and_auto_follows_the_machine(monkeypatch):
+    import protocols.config as C
+    off = C.resolve("vae", budget="smoke", machine=False)
+    assert "autocast" not in off.hashed()["train"]   # fp32 cells keep the hashes they had before the key
+    bf16 = C.resolve("vae", budget="smoke", overrides={"train.autocast": "bf16"}, machine=False)
+    assert bf16.hash() != off.hash()
+    for native, want in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(C, "native_bf16", lambda device, native=native: native)
+        cfg = C.resolve("vae", budget="smoke", overrides={"train.autocast": "auto", "train.device": "cpu"})
+        assert cfg.train.autocast == want and "auto" in cfg.sources["train.autocast"]
+    with pytest.raises(C.ConfigError, match="autocast"):
+        C.resolve("vae", budget="smoke", overrides={"train.autocast": "fp16"}, machine=False)
+
+
+def test_ema_follows_the_warmed_up_recurrence_and_is_what_is_evaluated(tmp_path):
+    """``train.ema``: the average obeys ema_t = d_t ema_{t-1} + (1 - d_t) w_t (d_t = min(ema, (1+t)/(10+t)),
+    the first step copies); the checkpoint's ``model`` is the average and ``model_train`` the iterate;
+    validation and samples see the average, and training continues from the iterate."""
+    cfg = _cfg(steps=5, ema=0.5)
+    tr = _trainer(tmp_path, cfg=cfg, val=_data(8, seed=1))
+    want = None
+    for t in range(5):
+        tr.fit(stop_at=t + 1)
+        w = tr.model.mu.detach().clone()
+        d = 0.0 if t == 0 else min(0.5, (1 + t) / (10 + t))
+        want = w if want is None else d * want + (1 - d) * w
+        torch.testing.assert_close(tr.ema["mu"], want, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(tr.ema["mu"], tr.model.mu)          # the average lags the iterate
+    ck = load_checkpoint(tr.last_path)
+    torch.testing.assert_close(ck["model"]["mu"], tr.ema["mu"])
+    torch.testing.assert_close(ck["model_train"]["mu"], tr.model.mu.detach())
+    iterate = tr.model.mu.detach().clone()
+    with tr.averaged() as m:
+        torch.testing.assert_close(m.mu.detach(), tr.ema["mu"])
+        torch.manual_seed(0)
+        s_avg = m.sample(4)
+    torch.testing.assert_close(tr.model.mu.detach(), iterate)    # restored after the block
+    tr.save_samples(tmp_path / "s.png", n=4)
+    from models.base import bits_per_dim
+    got = tr.validate()
+    for weights in (tr.ema, {k: v.detach() for k, v in tr.model.state_dict().items()}):
+        twin = ToyAdversarial(cfg.model_cfg, SPEC)
+        twin.load_state_dict(weights)
+        torch.manual_seed(12345)              # validate()'s fixed dequantisation noise
+        with torch.no_grad():
+            bpd = float(bits_per_dim(twin.nll(tr.val_x[:cfg.train.val_images]).mean(), SPEC.dims, SPEC.levels))
+        assert (abs(bpd - got) < 1e-6) == (weights is tr.ema)   # validated on the average, not the iterate
+    torch.manual_seed(0)
+    assert not torch.allclose(tr.model.sample(4), s_avg)          # the iterate samples differently
+    assert cfg.hash() != _cfg(steps=5).hash()
+    assert "ema" not in _cfg().hashed()["train"]                  # off: the hash it had before the key
+
+
+def test_ema_resume_matches_uninterrupted_run(tmp_path):
+    cfg = _cfg(steps=6, ema=0.9)
+    full = _trainer(tmp_path / "full", cfg=cfg)
+    full.fit()
+    _trainer(tmp_path / "part", cfg=cfg).fit(stop_at=3)
+    resumed = _trainer(tmp_path / "part", cfg=cfg)
+    resumed.fit(resume=True)
+    torch.testing.assert_close(_flat(full.model), _flat(resumed.model), rtol=1e-6, atol=1e-7)
+    for k in full.ema:
+        torch.testing.assert_close(full.ema[k], resumed.ema[k], rtol=1e-6, atol=1e-7)
