@@ -56,9 +56,9 @@ class FlopCounter(TorchDispatchMode):
         return out
 
 
-def matmul_peak(size: int = 1536, repeats: int = 3) -> float:
-    """Achieved fp32 FLOP/s of a square matmul (best of ``repeats``), the reference 'peak' of a round."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak(size: int = 1536, repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    """Achieved FLOP/s of a square matmul (best of ``repeats``), the reference 'peak' of a round."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):

@@ -8,7 +8,8 @@ at the paper's widths (CIFAR-10's), batch 64, random uint8 data, through the one
   without its module tracker, which fails inside the gradient penalty's ``torch.autograd.grad``); the
   penalty's forward, its first-order gradient and the double backward are all counted.
 * Speed: NCHW and channels-last (``train.channels_last``) trainers of the same model, and an fp32 matmul
-  (the "peak"), interleaved round by round; fraction of peak = median over rounds of
+  (the "peak"), interleaved round by round; where the CPU has native bf16 (``protocols.config.native_bf16``),
+  also a channels-last trainer under ``train.autocast=bf16`` against a bf16 matmul; fraction of peak = median over rounds of
   (FLOPs per step / step time) / (matmul FLOP/s of that round).  Nothing is asserted: each test prints its
   numbers and stores them in ``benchmark.extra_info``.
 
@@ -23,10 +24,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from protocols.config import native_bf16
+
 from speed_utils import (SETTINGS, TABLE1, build_trainer, interleaved, load_line, matmul_peak, median,
                          median_ratio, step_flops, timed, train_step)
 
 ROUNDS = int(os.environ.get("AVADE_BENCH_ROUNDS", "3"))
+#: train.autocast=bf16 is measured where the CPU has native bf16 (emulated bf16 is slower than fp32)
+BF16 = native_bf16("cpu")
 
 
 def test_flop_counter_matches_flop_counter_mode_without_autograd_grad(tmp_path, bench_threads):
@@ -43,14 +48,19 @@ def test_flop_counter_matches_flop_counter_mode_without_autograd_grad(tmp_path, 
 @pytest.mark.parametrize("name", TABLE1)
 def test_training_flops_and_fraction_of_peak(benchmark, name, setting, tmp_path, bench_threads):
     load_before = load_line()
-    trainers = {"nchw": build_trainer(name, setting, tmp_path / "nchw"),
-                "channels_last": build_trainer(name, setting, tmp_path / "cl", channels_last=True)}
+    fp32 = {"train.autocast": "off"}
+    trainers = {"nchw": build_trainer(name, setting, tmp_path / "nchw", overrides=fp32),
+                "channels_last": build_trainer(name, setting, tmp_path / "cl", channels_last=True, overrides=fp32)}
     counts = {k: step_flops(tr) for k, tr in trainers.items()}       # also the warm-up step
     flops = counts["nchw"].flops
     assert counts["channels_last"].flops == flops                    # the layout changes no FLOP
+    if BF16:   # the same step under train.autocast=bf16 (channels-last): its FLOPs are the fp32 step's
+        trainers["bf16"] = build_trainer(name, setting, tmp_path / "bf16", channels_last=True,
+                                         overrides={"train.autocast": "bf16"})
     for tr in trainers.values():
         train_step(tr)
-    fns = {"peak": matmul_peak, **{k: (lambda tr=tr: timed(lambda: train_step(tr))) for k, tr in trainers.items()}}
+    fns = {"peak": matmul_peak, **({"peak_bf16": lambda: matmul_peak(dtype=torch.bfloat16)} if BF16 else {}),
+           **{k: (lambda tr=tr: timed(lambda: train_step(tr))) for k, tr in trainers.items()}}
     times = interleaved(fns, ROUNDS)
     benchmark.pedantic(lambda: train_step(trainers["nchw"]), rounds=1, iterations=1)   # the plugin's row
 
@@ -64,12 +74,20 @@ def test_training_flops_and_fraction_of_peak(benchmark, name, setting, tmp_path,
         info[f"{k}_gflops"] = flops / median(times[k]) / 1e9
         info[f"{k}_fraction_of_peak"] = median_ratio([flops / t for t in times[k]], times["peak"])
     info["channels_last_speedup"] = median_ratio(times["nchw"], times["channels_last"])
+    bf16_line = ""
+    if BF16:
+        info["bf16_fraction_of_bf16_peak"] = median_ratio([flops / t for t in times["bf16"]], times["peak_bf16"])
+        info["bf16_speedup"] = median_ratio(times["channels_last"], times["bf16"])
+        info["peak_bf16_gflops"] = median(times["peak_bf16"]) / 1e9
+        bf16_line = (f"; autocast bf16 {info['bf16_img_per_s']:.1f} img/s (x{info['bf16_speedup']:.2f} channels-last "
+                     f"fp32) = {info['bf16_fraction_of_bf16_peak']:.2f} of a bf16 matmul's "
+                     f"{info['peak_bf16_gflops']:.0f} GFLOP/s")
     benchmark.extra_info.update(info)
     print(f"\n{name:6s} {setting:10s} threads {bench_threads}: {flops / 1e9:7.1f} GFLOP/step "
           f"({info['gflop_per_image']:.2f}/image); peak {info['peak_gflops']:.0f} GFLOP/s; "
           f"NCHW {info['nchw_img_per_s']:.1f} img/s = {info['nchw_fraction_of_peak']:.2f} of peak; "
           f"channels-last {info['channels_last_img_per_s']:.1f} img/s = {info['channels_last_fraction_of_peak']:.2f}"
-          f" (x{info['channels_last_speedup']:.2f}); {load_before} -> {info['load_after']}")
+          f" (x{info['channels_last_speedup']:.2f}){bf16_line}; {load_before} -> {info['load_after']}")
 
 
 @pytest.mark.skipif(os.environ.get("AVADE_BENCH_COMPILE", "") != "1",

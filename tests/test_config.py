@@ -5,8 +5,8 @@ import json
 import pytest
 
 from protocols.api import plan
-from protocols.config import (BUDGETS, ConfigError, RunConfig, available_cpus, parse_overrides, provenance, resolve,
-                              save_config, set_value, stage_plan)
+from protocols.config import (BUDGETS, ConfigError, RunConfig, available_cpus, native_bf16, parse_overrides,
+                              provenance, resolve, save_config, set_value, stage_plan)
 
 
 def _cfg():
@@ -98,8 +98,9 @@ def test_a_resolution_specific_preset_wins_over_the_budget(monkeypatch):
 def test_fashion_mnist_cpu_presets_apply_one_rule_to_table_1():
     """At 32x32 the five Table 1 models get the same training budget (steps) and the same generator."""
     cfgs = {n: resolve(n, budget="cpu", dataset="fashion-mnist") for n in ("gan", "vae", "vade", "avgde", "avade")}
-    assert {c.train.steps for c in cfgs.values()} == {500}
+    assert {c.train.steps for c in cfgs.values()} == {800}
     assert all(c.train.channels_last for c in cfgs.values())
+    assert {c.train.autocast for c in cfgs.values()} == {"bf16" if native_bf16("cpu") else "off"}
     assert {(c.model_cfg.width, c.model_cfg.z_dim) for c in cfgs.values()} == {(32, 32)}
     assert {c.model_cfg.gp_weight for n, c in cfgs.items() if n in ("gan", "avgde", "avade")} == {10.0}
     # the discriminators train at lr 2e-3 everywhere; only the GAN's generator is slower (two time-scales)
