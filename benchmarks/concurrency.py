@@ -8,8 +8,11 @@ comparisons at once" situation)::
 
 Settings (``--settings``, comma separated):
 
-* ``default``: nothing set; the run picks its thread count itself ($OMP_NUM_THREADS, else the CPU affinity);
-* ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` in the environment (idle OpenMP threads sleep instead of spinning);
+* ``default``: nothing set; the run picks its thread count itself ($OMP_NUM_THREADS, else the CPU affinity) and
+  the CLI's OpenMP default applies (``GOMP_SPINCOUNT=1000``, ``protocols.run.OMP_DEFAULTS``);
+* ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` in the environment (idle OpenMP threads sleep at once; the CLI's
+  previous default);
+* ``spin300k``: ``GOMP_SPINCOUNT=300000``, libgomp's own default (what a run gets without the CLI's default);
 * ``threads1``: ``--set train.threads=1`` in each run;
 * ``omp1``: ``OMP_NUM_THREADS=1`` in the environment (caps every OpenMP pool, evaluation included);
 * ``spin10k``: ``GOMP_SPINCOUNT=10000`` (libgomp, PyTorch's OpenMP on Linux, spins 10k iterations, not its
@@ -46,6 +49,7 @@ SETTINGS = {
     "threads1": ({}, ["--set", "train.threads=1"]),
     "omp1": ({"OMP_NUM_THREADS": "1"}, []),
     "spin10k": ({"GOMP_SPINCOUNT": "10000"}, []),
+    "spin300k": ({"GOMP_SPINCOUNT": "300000"}, []),
     "pinned": ({}, []),
 }
 PINNED = ("pinned",)

@@ -136,17 +136,20 @@ def _build_page(results: Path, site: Path) -> Optional[Path]:
         return None
 
 
-#: OpenMP's idle threads sleep instead of spinning (set before torch loads; an explicit setting wins): two runs
-#: that each use every core then share the CPUs (1.8x the time of one run for two, against 5.6x with spinning
-#: threads) at ~10% for a run alone on tiny tensors (benchmarks/README.md).  It changes no result.
-OMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: OpenMP's idle threads spin 1,000 iterations, not libgomp's default 300,000, before they sleep (set before torch
+#: loads, and only when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set: an explicit choice wins). Two runs
+#: that each use every core then share the CPUs (2.3x the time of one run for two, against 5.6x with libgomp's
+#: default spinning), and a run alone loses far less than with OMP_WAIT_POLICY=PASSIVE (which never spins: +10%
+#: per step on tiny tensors, +15-40% at the Fashion-MNIST presets under bf16). benchmarks/README.md. It changes
+#: no result. (GOMP_SPINCOUNT is libgomp's, the OpenMP of PyTorch's Linux wheels.)
+OMP_DEFAULTS = {"GOMP_SPINCOUNT": "1000"}
+OMP_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    if "torch" not in sys.modules:
-        for key, value in OMP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
+    if "torch" not in sys.modules and not any(k in os.environ for k in OMP_CHOICES):
+        os.environ.update(OMP_DEFAULTS)
     return run_main(lambda: _main(args), debug=args.debug,
                     interrupted="interrupted: finished cells are in the store; rerun to continue (add --resume "
                                 "to continue the interrupted cell from its last checkpoint)")

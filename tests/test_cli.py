@@ -84,16 +84,17 @@ def test_missing_inception_weights_fail_before_any_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_cli_makes_idle_openmp_threads_sleep_unless_told_otherwise(tmp_path, preset, expected):
-    """Concurrent runs must not collapse (benchmarks/README.md): the CLI sets OMP_WAIT_POLICY=PASSIVE before torch
-    loads, and an explicit setting wins."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+@pytest.mark.parametrize("preset, expected", [({}, "None 1000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "PASSIVE None"),
+                                              ({"GOMP_SPINCOUNT": "300000"}, "None 300000")])
+def test_cli_limits_openmp_spinning_unless_told_otherwise(tmp_path, preset, expected):
+    """Concurrent runs must not collapse (benchmarks/README.md): the CLI sets GOMP_SPINCOUNT=1000 before torch
+    loads, unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set (an explicit choice wins)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = ROOT
-    if preset:
-        env["OMP_WAIT_POLICY"] = preset
+    env.update(preset)
     code = ("import os, sys; from protocols.run import main; rc = main(['--list']); "
-            "print('policy', os.environ.get('OMP_WAIT_POLICY'), 'torch', 'torch' in sys.modules); sys.exit(rc)")
+            "print('policy', os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
+            "'torch', 'torch' in sys.modules); sys.exit(rc)")
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
