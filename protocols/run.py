@@ -138,7 +138,7 @@ def _build_page(results: Path, site: Path) -> Optional[Path]:
 
 #: OpenMP's idle threads spin 1,000 iterations, not libgomp's default 300,000, before they sleep (set before torch
 #: loads, and only when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set: an explicit choice wins). Two runs
-#: that each use every core then share the CPUs (2.3x the time of one run for two, against 5.6x with libgomp's
+#: that each use every core then share the CPUs (2.3x the time of one run for two, against 13x with libgomp's
 #: default spinning), and a run alone loses far less than with OMP_WAIT_POLICY=PASSIVE (which never spins: +10%
 #: per step on tiny tensors, +15-40% at the Fashion-MNIST presets under bf16). benchmarks/README.md. It changes
 #: no result. (GOMP_SPINCOUNT is libgomp's, the OpenMP of PyTorch's Linux wheels.)
