@@ -44,10 +44,11 @@ _CPU_GP = {"gp_weight": 10.0}
 
 #: 32x32 (Fashion-MNIST) at the cpu budget: one rule for the five Table 1 models, the same training budget
 #: of 1600 steps of batch 32 each (equal steps and images, ~0.93 epoch) with the digits widths (the same
-#: generator for all).  Batch 32 x 1600 sees the images of 64 x 800 but makes twice the updates: the GAN's
-#: domain FID 13.4 -> 7.5 (seed 2; recognisable garments), the VAE's 21.2 -> 19.9 and BPD 6.97 -> 6.43,
-#: AV-ADE's BPD 4.92 -> 4.00 (seed 0), for 0.88-0.81x the img/s of the hierarchical models (1.0x the GAN).
-#: Chosen so that two seeds of the ablation with every metric fit in an hour on 2 cores; channels-last convs
+#: generator for all).  Batch 32 x 1600 sees the images of 64 x 800 with twice the updates; over three seeds
+#: every model's BPD fell or held, the FID of gan (15.7 -> 8.7, recognisable garments), vae and vade fell and
+#: the two hybrids' rose (avgde 17.2 -> 22.5, avade 19.2 -> 21.3; their D far ahead), for 0.81-0.88x the img/s
+#: of the hierarchical models.  The image count is set so that two seeds of the ablation with every metric fit
+#: in an hour on 2 cores (57 min 40 s); channels-last convs
 #: (1.0-1.2x per step at 1x32x32) and bf16 training losses where the CPU has native bf16 (1.5-1.8x per step;
 #: test BPD and FID of a seed unchanged within the seed spread; evaluation stays fp32), benchmarks/README.md.
 #: Without native bf16 the same steps run in fp32 (another config hash), ~1.6x longer.  models/README.md.

@@ -96,7 +96,7 @@ def test_a_resolution_specific_preset_wins_over_the_budget(monkeypatch):
 
 
 def test_fashion_mnist_cpu_presets_apply_one_rule_to_table_1():
-    """At 32x32 the five Table 1 models get the same training budget (steps) and the same generator."""
+    """At 32x32 the five Table 1 models get the same training budget (steps and batch) and the same generator."""
     cfgs = {n: resolve(n, budget="cpu", dataset="fashion-mnist") for n in ("gan", "vae", "vade", "avgde", "avade")}
     assert {(c.train.steps, c.train.batch_size) for c in cfgs.values()} == {(1600, 32)}
     assert all(c.train.channels_last for c in cfgs.values())
