@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, stdev
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import distributed as D
 from . import tables  # noqa: F401  (registers the paper's protocols)
@@ -140,6 +140,25 @@ def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[
         if not reached:
             raise ConfigError(_unreached(key, cfgs))
     return cfgs, reach
+
+
+def claim_configs(p: Protocol, trained: Set[str], seed: int, *, dataset: str, budget: str,
+                  overrides: Optional[Dict[str, str]] = None, world: int = 1) -> List[RunConfig]:
+    """The configuration each model of ``p``'s claims is compared at: the run's unscoped overrides on every
+    model (``--set train.lr=..`` means the same for the models this run did not train).  A model outside the
+    run that those overrides make invalid (``train.phase_lr=disc=..`` for the VAE, which has no ``disc``
+    phase) has no comparable configuration: it is left out, and the claims that need it lack evidence."""
+    if not p.claims:
+        return []
+    unscoped = {k: v for k, v in (overrides or {}).items() if split_override(k)[0] is None}
+    out = []
+    for m in model_names(p) + ([FLOOR] if p.floor else []):
+        try:
+            out.append(resolve_cell(p, m, seed, dataset=dataset, budget=budget, overrides=unscoped, world=world))
+        except ConfigError:
+            if m in trained:
+                raise
+    return out
 
 
 def _unreached(key: str, cfgs: List[RunConfig]) -> str:
@@ -285,11 +304,9 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
                   overrides=dict(overrides or {}), resume=resume, cache_dir=usable_dir(default_cache(out_dir), "cache"),
                   progress=progress)
     cells = [Cell(p, c.model, c.seed, c, ds.name, ds.content_hash, extractor_identity(ctx, p, c)) for c in cfgs]
+    claim_cfgs = claim_configs(p, {c.model for c in cfgs}, seed, dataset=dataset, budget=budget,
+                               overrides=overrides, world=world)     # before training: nothing fails after it
     outcomes = _run_cells(p, ctx, cells, fresh=fresh, debug=debug)
-    claim_cfgs, _ = plan(protocol, None, [seed], dataset=dataset, budget=budget,
-                         overrides={k: v for k, v in (overrides or {}).items()
-                                    if split_override(k)[0] is None}, world=world) \
-        if p.claims else ([], {})
     groups = {c.model: c.group_key for c in cells}
     for c in claim_cfgs:  # models of the claims that this run did not train: the same configuration rules
         groups.setdefault(c.model, Cell(p, c.model, c.seed, c, ds.name, ds.content_hash,

@@ -42,3 +42,21 @@ def test_hybrid_vs_diffusion_records_cost_and_the_steps_curve(tmp_path):
     assert "fid@10steps" in vdm and "fid@25steps" not in vdm       # curve points below the model's own steps
     cost = next(c for c in res.claims if c["id"] == "avade-samples-10x-faster-than-vdm")
     assert cost["status"] == "inconclusive" and "source" in cost["evidence"]   # no AV-ADE in this run
+
+
+def test_an_override_that_fits_only_the_run_s_models_does_not_fail_the_claims(tmp_path):
+    """``--set train.phase_lr=disc=..`` with ``--model gan``: the VAE of the claims has no ``disc`` phase, so it
+    has no comparable configuration; the run finishes (claims without the VAE's evidence), it does not fail after
+    its cells trained."""
+    from protocols.api import claim_configs
+    from protocols.base import PROTOCOLS
+    over = {**SMALL, "train.phase_lr": "disc=1e-3"}
+    res = run_protocol("ablation", models=["gan"], budget="smoke", seeds=1, results=tmp_path / "r.sqlite",
+                       out=tmp_path / "runs", overrides=over, progress=False)
+    assert [(c.model, c.status) for c in res.cells] == [("gan", "done"), ("real", "done")]
+    assert len(res.claims) == 5 and "vae" not in res.claims[0]["configs"]
+    gan_vs_vae = next(c for c in res.claims if c["id"] == "gan-vs-vae")
+    assert gan_vs_vae["status"] == "inconclusive"
+    models = {c.model for c in claim_configs(PROTOCOLS.get("ablation"), {"gan"}, 0, dataset="digits",
+                                             budget="smoke", overrides=over)}
+    assert "gan" in models and "avade" in models and not models & {"vae", "vade"}
