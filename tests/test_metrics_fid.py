@@ -79,6 +79,39 @@ def test_statistics_are_chunk_independent(monkeypatch):
     np.testing.assert_allclose(sigma2, sigma, rtol=1e-12, atol=1e-14 * np.abs(sigma).max())
 
 
+def _inception_like(n, d, seed, shift=0.0):
+    """Non-negative, correlated float32 features with a mean well away from 0, like Inception's pool3."""
+    rng = np.random.RandomState(seed)
+    mix = np.random.RandomState(99).randn(d, d).astype(np.float32) / np.sqrt(d)
+    return np.maximum(rng.randn(n, d).astype(np.float32) @ mix + 0.3 + shift, 0).astype(np.float32)
+
+
+def test_wide_float32_features_get_float32_products_within_rounding(monkeypatch):
+    import metrics.fid as fid_module
+
+    f = _inception_like(1500, 512, 0)
+    assert f.shape[1] >= fid_module.FLOAT32_MIN_DIM
+    mu, sigma = feature_statistics(f)
+    ref = np.cov(f.astype(np.float64), rowvar=False)
+    assert mu.dtype == sigma.dtype == np.float64
+    np.testing.assert_allclose(mu, f.astype(np.float64).mean(axis=0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sigma, ref, rtol=0, atol=1e-5 * np.abs(ref).max())      # float32 products
+    monkeypatch.setattr(fid_module, "STATS_ROWS", 256)                                  # chunking is invisible
+    np.testing.assert_allclose(feature_statistics(f)[1], sigma, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.05])
+def test_wide_float32_fid_agrees_with_cleanfid_end_to_end(shift):
+    # the speed issue's contract: FID from float32 features equal to clean-fid's (np.cov + sqrtm) to 1e-6
+    cleanfid_frechet = _cleanfid_frechet()
+    a, b = _inception_like(2000, 512, 1), _inception_like(2100, 512, 2, shift)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = cleanfid_frechet(np.mean(a, axis=0), np.cov(a, rowvar=False), np.mean(b, axis=0), np.cov(b, rowvar=False))
+    assert compute_fid(a, b) == pytest.approx(ref, rel=1e-6)
+    assert compute_fid(a, b) == pytest.approx(compute_fid(a.astype(np.float64), b.astype(np.float64)), rel=1e-7)
+
+
 @pytest.mark.parametrize("n,d", [(600, 64), (3000, 256), (80, 32)])
 def test_agrees_with_cleanfid_frechet_distance(n, d):
     cleanfid_frechet = _cleanfid_frechet()
