@@ -92,7 +92,7 @@ def test_training_flops_and_fraction_of_peak(benchmark, name, setting, tmp_path,
 
 @pytest.mark.skipif(os.environ.get("AVADE_BENCH_COMPILE", "") != "1",
                     reason="minutes of compilation; set AVADE_BENCH_COMPILE=1 to measure torch.compile")
-@pytest.mark.parametrize("name", ["vae", "avade"])
+@pytest.mark.parametrize("name", ["vae", "vade", "avade"])
 def test_torch_compile_of_the_generative_phase(benchmark, name, tmp_path, bench_threads):
     """torch.compile (inductor, CPU) of ``model.losses`` for the phases without a gradient penalty (its double
     backward cannot be compiled: aot_autograd rejects create_graph), at the cpu preset: the compile time
