@@ -7,7 +7,7 @@ The covariance is accumulated in float64 over chunks of rows, each chunk centred
 its own transpose (a product numpy hands to ``syrk``), so that memory stays bounded.  For float32 features of
 ``FLOAT32_MIN_DIM`` dimensions or more (Inception's 2048) the chunk products run in float32, 1.75x as fast: the
 chunk is centred on the float32-rounded mean (the rounding d, |d| ~ 1e-8 |mean|, adds n d d^T, 1e-15 of the
-covariance), the product rounds each entry to ~1e-6 of the largest, and the FID of 50k x 2048 Inception-like
+covariance), the products round each entry to ~2e-6 of the largest, and the FID of 50k x 2048 Inception-like
 features stays within 3e-8 of the float64 one (benchmarks/README.md; tests/test_metrics_fid.py checks 1e-6
 against clean-fid).  Narrower or float64 features keep float64 products (equal to ``np.cov`` to 1e-12): there the
 time is small, and an FID near the real-data floor of 64-d features would feel the rounding (~6e-7 relative).
