@@ -131,6 +131,16 @@ def test_configs_are_one_class_per_family_with_named_defaults():
     assert cpu["avade-s2b4"].flow_blocks == 4                        # Table 9 names keep their block count
 
 
+def test_every_residual_d_model_takes_one_d_per_budget_and_resolution():
+    """One rule for Table 2's rd rows: at each budget and resolution gan-rd, avade-rd and its children share
+    the residual D's width; at 32x32 on the cpu budget it is the paper's 16 (width 8 died there)."""
+    rd = [n for n in MODELS.names() if n in PRESETS and getattr(default_config(n), "disc", "") == "rd"]
+    assert {"gan-rd", "avade-rd", "avade-iaf-rd", "avade-wg-rd"} <= set(rd)
+    for dataset, width in (("digits", 8), ("fashion-mnist", 16)):
+        widths = {n: resolve(n, budget="cpu", dataset=dataset, machine=False).model_cfg.disc_width for n in rd}
+        assert set(widths.values()) == {width}, widths
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_name_real_fields(name):
     from protocols.presets import chain
