@@ -9,6 +9,7 @@ the domain extractor is trained once per dataset on its train split (seed 0) and
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
@@ -187,27 +188,33 @@ def _samples_per_s(model: GenerativeModel, batch: int, min_time: float) -> float
     return n / (time.perf_counter() - t0)
 
 
-def sampling_cost_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, rounds: int = 2,
+def sampling_cost_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, rounds: int = 3,
                          min_time: float = 0.5) -> List[Dict[str, Any]]:
     """Samples/s of the model and, alternately in the same process, of the GAN of the same budget and data (its
     generator is the paper's common one; untrained, since speed does not depend on the weights): the ratio is
-    the cost axis, comparable across machines; network evaluations per sample beside it."""
+    the cost axis, comparable across machines; network evaluations per sample beside it.
+
+    The reference runs as the model does: on its device and in the memory format the trainer gave the model
+    (``train.channels_last``), so that a format's speed-up is not counted as the model's.  Medians of ``rounds``
+    alternating pairs."""
     from models import build_model
     from .config import resolve
     gan_cfg = resolve("gan", dataset=cfg.dataset, budget=cfg.budget, overrides={"train.threads": cfg.train.threads,
                                                                                   "train.device": cfg.train.device})
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         gan = build_model("gan", gan_cfg.model_cfg, ctx.dataset.spec).to(model.device).eval()
+        gan = gan.to(memory_format=fmt)
         batch = min(64, cfg.eval.batch_size)
         pairs = [(_samples_per_s(gan, batch, min_time), _samples_per_s(model, batch, min_time))
                  for _ in range(rounds)]
-    ratios = sorted(m / g for g, m in pairs)
-    rate = sorted(m for _, m in pairs)[len(pairs) // 2]
     extra = {"device": str(model.device), "threads": cfg.train.threads, "batch": batch,
+             "channels_last": bool(cfg.train.channels_last),
              "gan_samples_per_s": [round(g, 3) for g, _ in pairs], "model_samples_per_s": [round(m, 3) for _, m in pairs]}
-    return [{"metric": K.SAMPLES_PER_S, "value": rate, "n": batch, "extra": extra},
-            {"metric": K.SPEED_VS_GAN, "value": ratios[len(ratios) // 2], "n": batch, "extra": extra},
+    return [{"metric": K.SAMPLES_PER_S, "value": statistics.median(m for _, m in pairs), "n": batch, "extra": extra},
+            {"metric": K.SPEED_VS_GAN, "value": statistics.median(m / g for g, m in pairs), "n": batch,
+             "extra": extra},
             {"metric": K.NFE, "value": float(getattr(model, "nfe_per_sample", 1)), "n": 0, "extra": {}}]
 
 
