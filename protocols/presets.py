@@ -63,8 +63,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
             # run (the hybrids' D leads at equal rates, so they keep them); models/README.md
             "cpu@32": {**_CPU32, "train.phase_lr": "gen=5e-4"}},
     # Table 6's residual D: half the paper's width (8) on 8x8 digits; at 32x32 the paper's 16, since width 8 died
-    # (every ReLU off, GP exactly 1) in 3 of 5 500-step Fashion-MNIST runs and width 16 in none of 3
-    # (models/README.md).  One rule: every rd model (gan-rd, avade-rd and its children) takes this D.
+    # (every ReLU off, GP exactly 1) in 3 of 5 500-step Fashion-MNIST runs and width 16 in none of 3, nor over
+    # the full preset (gan-rd FID 28.2 -> 11.7, seed 0; models/README.md).  One rule: every rd model (gan-rd,
+    # avade-rd and its children) takes this D.
     "gan-rd": {"base": "gan", "smoke": {"disc_width": 2}, "cpu": {"disc_width": 8}, "cpu@32": {"disc_width": 16}},
     "gan-cond": {"base": "gan"},
     # ---- the VAE family (models/ade.py: ADE); "ade" is a base, not a model ----
