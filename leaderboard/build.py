@@ -43,7 +43,7 @@ from protocols.store import ResultsStore, StoreError, utcnow
 from . import configs as cfgs
 from . import figures, gallery, views
 from .paper_numbers import PAPER_ROWS
-from .reference_numbers import MODERN_ROWS
+from .reference_numbers import FASHION_ROWS, MODERN_ROWS
 from .tables import Table, aggregate, group_tables
 
 DEFAULT_RESULTS = Path("results/results.sqlite")
@@ -316,7 +316,7 @@ def build(results_path: str | os.PathLike = DEFAULT_RESULTS, out_dir: str | os.P
         media = gallery.collect_media(data["runs"], data["measurements"], out_dir)
         sections = dataset_sections(group_tables(aggregate(data["measurements"])), media, out_dir, configs)
         html = render({"sections": sections, "claims": views.claim_views(data["claims"]),
-                       "reference": views.reference_views(PAPER_ROWS, MODERN_ROWS), "generated": utcnow(),
+                       "reference": views.reference_views(PAPER_ROWS, MODERN_ROWS + FASHION_ROWS), "generated": utcnow(),
                        "store": str(results_path), "store_exists": results_path.exists(), "first_run": FIRST_RUN,
                        "counts": {k: len(v) for k, v in data.items()}})
         index = atomic_write(out_dir / "index.html", html)

@@ -1,7 +1,9 @@
-"""Published numbers of modern likelihood models on CIFAR-10, shown as a reference table beside the paper's.
+"""Published likelihoods not from Lucas et al. 2019, shown as reference tables beside the paper's (one per dataset).
 
-These are not from Lucas et al. 2019: they are later models (diffusion, deep hierarchical VAEs) that report
-held-out bits/dim on CIFAR-10 32x32 and, where the paper does, FID/IS (Inception features, 50k samples).
+CIFAR-10 (``MODERN_ROWS``): later models (diffusion, deep hierarchical VAEs) that report held-out bits/dim on
+CIFAR-10 32x32 and, where the paper does, FID/IS (Inception features, 50k samples).  Fashion-MNIST
+(``FASHION_ROWS``): held-out bits/dim of likelihood models on its 256-level grey images, beside the suite's
+real-scale CPU benchmark (whose BPD is reported per 32x32 dimension and per 28x28 content dimension).
 Each row names its paper and, where it could be checked, its table.  Every number was checked at a copy
 of its source before it was written here; the comment beside it says where.  Numbers that could not be
 checked are left out (see ``UNVERIFIED``), not guessed.  BPD values printed as a bound ("<=") keep it in
@@ -15,6 +17,9 @@ from typing import Dict, Tuple
 from metrics.keys import BPD, FID, IS
 
 MODERN_CAPTION = "CIFAR-10, modern likelihood models"
+FASHION_CAPTION = "Fashion-MNIST, published likelihoods"
+#: the caption of each dataset's reference table
+CAPTIONS = {"cifar10": MODERN_CAPTION, "fashion-mnist": FASHION_CAPTION}
 
 
 @dataclass(frozen=True)
@@ -73,10 +78,24 @@ MODERN_ROWS: Tuple[ReferenceRow, ...] = (
                  note="VDVAE: mean of four seeds (official README); table number not checked."),
 )
 
+FASHION_ROWS: Tuple[ReferenceRow, ...] = (
+    ReferenceRow("Nalisnick et al. 2019, Figure 1", "Glow",
+                 # Figure 1's table "Glow Trained on FashionMNIST": FashionMNIST-Train 2.902, FashionMNIST-Test 2.958,
+                 # MNIST-Test 1.833 ("Avg. Bits Per Dimension").  Checked on a copy of that table (the paper's
+                 # typeset figure) in github.com/ameroyer/ameroyer.github.io images/posts/glow_likelihoods.png, the
+                 # reading notes of arXiv 1810.09136; not in the paper's own text.  The table does not say whether the
+                 # images were padded to 32x32 (as openai/glow's code does for MNIST) or kept at 28x28.
+                 {BPD: "2.958"}, "https://arxiv.org/abs/1810.09136", dataset="fashion-mnist", resolution=28,
+                 note="Glow trained on Fashion-MNIST, test split (train 2.902). Whether per 28x28 or per padded 32x32 "
+                      "dimension is not stated in the table: compare with both BPD columns of the measured table."),
+)
+
 #: figures asked for but not confirmed at a source, therefore not shown
 UNVERIFIED = (
     "NVAE CIFAR-10 FID 23.5 (paperswithcode lists 32.53 for 'NVAE w/ flow'; neither checked in the paper)",
     "VDVAE CIFAR-10 FID (none found)",
     "VDM CIFAR-10 FID (paperswithcode lists 4.0 for a separate 'VDM (FID)' entry; model and table not checked)",
     "Improved DDPM CIFAR-10 FID (the model behind 2.94 bits/dim not checked)",
+    "Fashion-MNIST bits/dim of PixelCNN++ (Ren et al. 2019), Glow/PixelCNN++ (Serra et al. 2020) and RealNVP/Glow "
+    "(Kirichenko et al. 2020): their tables could not be reached",
 )

@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List, Optional
 from metrics import keys
 
 from .paper_numbers import PaperRow
-from .reference_numbers import MODERN_CAPTION, ReferenceRow
+from .reference_numbers import CAPTIONS, ReferenceRow
 from .tables import Column, Row, Table, is_legacy, metric_rank
 
 METRIC_LABELS = {keys.BPD: "BPD", keys.BPD_CONTENT: "BPD (28x28 content)", keys.BPD_IW: "BPD (IW)", keys.IS: "IS",
@@ -240,16 +240,16 @@ def checkpoint_notes(table: Table) -> List[str]:
 
 def reference_views(paper_rows: Iterable[PaperRow], modern_rows: Iterable[ReferenceRow] = ()) -> List[dict]:
     """The published numbers, one table per (dataset, resolution, extractor), each row labelled; then the
-    modern likelihood models' table."""
+    later likelihood models' tables, one per dataset."""
     groups: Dict[tuple, List[PaperRow]] = {}
     for p in paper_rows:
         groups.setdefault((p.dataset, p.resolution, p.extractor), []).append(p)
     order = sorted(groups, key=lambda k: (k[0] != "cifar10", k[1], k[0], k[2] != "inception"))
     views = [reference_table(k, groups[k]) for k in order]
-    modern = list(modern_rows)
-    if modern:
-        views.append(modern_table(modern))
-    return views
+    by_dataset: Dict[str, List[ReferenceRow]] = {}
+    for r in modern_rows:
+        by_dataset.setdefault(r.dataset, []).append(r)
+    return views + [modern_table(rows) for rows in by_dataset.values()]
 
 
 def bound_value_cell(row: ReferenceRow, metric: str) -> dict:
@@ -259,7 +259,7 @@ def bound_value_cell(row: ReferenceRow, metric: str) -> dict:
 
 
 def modern_table(rows: List[ReferenceRow]) -> dict:
-    """Modern likelihood models on CIFAR-10 (reference_numbers.py): one row per model, labelled with its paper
+    """Later likelihood models on one dataset (reference_numbers.py): one row per model, labelled with its paper
     and table."""
     metrics = sorted({m for r in rows for m in r.values}, key=metric_rank)
     headers = [header("Paper"), header("Model")] + \
@@ -267,11 +267,12 @@ def modern_table(rows: List[ReferenceRow]) -> dict:
     body = [{"cls": "paper", "cells": [cell(r.source, title=r.url, cls="src"),
                                        cell(r.model, title=r.note, cls="model")] +
              [bound_value_cell(r, m) if m in r.values else cell("") for m in metrics]} for r in rows]
-    notes = ["Later likelihood models, not from Lucas et al. 2019: held-out bits/dim on CIFAR-10 32\u00d732 "
+    dataset = rows[0].dataset
+    notes = [f"Later likelihood models, not from Lucas et al. 2019: held-out bits/dim on {dataset_label(dataset)} "
              "(\u2264: a variational bound) and, where the paper reports them, FID/IS on Inception features. "
-             "Each figure was checked at its source (leaderboard/reference_numbers.py)."]
+             "Each figure was checked at its source or a copy of it (leaderboard/reference_numbers.py)."]
     notes += sorted({r.note for r in rows if r.note})
-    return {"id": slug("ref-modern", *sorted({r.dataset for r in rows})), "caption": MODERN_CAPTION,
+    return {"id": slug("ref-modern", dataset), "caption": CAPTIONS.get(dataset, f"{dataset_label(dataset)}, published likelihoods"),
             "notes": notes, "headers": headers, "rows": body, "paper_toggle": 0}
 
 

@@ -571,6 +571,21 @@ def test_modern_likelihood_reference_table(site):
                if x["caption"].startswith("Published reference") for r in x["rows"])
 
 
+def test_fashion_mnist_published_likelihood_table(site):
+    from leaderboard.reference_numbers import FASHION_CAPTION, FASHION_ROWS, MODERN_CAPTION
+    t = table_by_caption(site["page"], FASHION_CAPTION)
+    assert t["headers"][:2] == ["Paper", "Model"]
+    assert {r["cells"][1]["text"] for r in t["rows"]} == {r.model for r in FASHION_ROWS}
+    glow = next(r for r in t["rows"] if r["cells"][1]["text"] == "Glow")
+    assert glow["cells"][0]["text"] == "Nalisnick et al. 2019, Figure 1"
+    assert glow["cells"][column(t, "BPD")]["text"] == "2.958"
+    assert "held-out bits/dim on Fashion-MNIST" in site["html"] and FASHION_ROWS[0].note in site["html"]
+    # one table per dataset: the CIFAR-10 table holds no Fashion-MNIST row
+    cifar = table_by_caption(site["page"], MODERN_CAPTION)
+    assert "Glow" not in {r["cells"][1]["text"] for r in cifar["rows"]}
+    assert all(r.dataset == "fashion-mnist" and r.url.startswith("https://arxiv.org/abs/") for r in FASHION_ROWS)
+
+
 # ---- the cost channel of the scatter ---------------------------------------------------------------------
 def test_scatter_marker_size_from_sampling_cost(tmp_path):
     from leaderboard import figures
