@@ -14,6 +14,11 @@ import os
 import pytest
 import torch
 
+from common.memory import keep_freed_memory
+
+#: what the protocol driver does for every run (common/memory.py); test_bench_allocator.py measures it
+keep_freed_memory()
+
 
 def bench_threads_setting() -> int:
     value = os.environ.get("AVADE_BENCH_THREADS", "").strip()
