@@ -272,8 +272,9 @@ def modern_table(rows: List[ReferenceRow]) -> dict:
              "(\u2264: a variational bound) and, where the paper reports them, FID/IS on Inception features. "
              "Each figure was checked at its source or a copy of it (leaderboard/reference_numbers.py)."]
     notes += sorted({r.note for r in rows if r.note})
-    return {"id": slug("ref-modern", dataset), "caption": CAPTIONS.get(dataset, f"{dataset_label(dataset)}, published likelihoods"),
-            "notes": notes, "headers": headers, "rows": body, "paper_toggle": 0}
+    caption = CAPTIONS.get(dataset, f"{dataset_label(dataset)}, published likelihoods")
+    return {"id": slug("ref-modern", dataset), "caption": caption, "notes": notes, "headers": headers,
+            "rows": body, "paper_toggle": 0}
 
 
 def reference_table(key: tuple, rows: List[PaperRow]) -> dict:
