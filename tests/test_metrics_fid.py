@@ -163,9 +163,7 @@ def test_cholesky_and_symmetric_square_root_paths_agree(monkeypatch):
     c1, c2 = a.T @ a, b.T @ b
     fast = trace_sqrt_product(c1, c2)
 
-    def no_cholesky(c):
-        raise np.linalg.LinAlgError("pretend singular")
-    monkeypatch.setattr(fid_module.np.linalg, "cholesky", no_cholesky)
+    monkeypatch.setattr(fid_module, "_cholesky", lambda c: None)       # pretend c1 is singular
     assert trace_sqrt_product(c1, c2) == pytest.approx(fast, rel=1e-10)
     low_rank = a[:5].T @ a[:5]                                      # singular: rank 5 of 12
     ref = np.sqrt(np.linalg.eigvals(low_rank @ c2).astype(np.complex128)).real.sum()
@@ -196,3 +194,13 @@ def test_sets_smaller_than_the_dimension_use_their_gram_matrix(n, m):
         full = frechet_distance(*feature_statistics(fake), *feature_statistics(real))
         low = compute_fid(fake, real)
     assert low == pytest.approx(full, rel=1e-6)
+
+
+@pytest.mark.parametrize("n, d, itemsize", [(50000, 2048, 4), (50000, 2048, 8), (10000, 64, 8), (7, 3, 8)])
+def test_chunks_fit_the_buffer_and_split_a_set_evenly(n, d, itemsize):
+    from metrics.fid import STATS_BYTES, _chunk_rows
+
+    rows = _chunk_rows(n, d, itemsize)
+    chunks = -(-n // rows)
+    assert rows * d * itemsize <= STATS_BYTES and 1 <= rows <= n
+    assert n - (chunks - 1) * rows >= rows - chunks          # the last chunk is not a small remainder
