@@ -82,8 +82,7 @@ def trace_sqrt_product(c1: np.ndarray, c2: np.ndarray) -> float:
     """Tr((c1 c2)^{1/2}) for symmetric PSD c1, c2 via eigvalsh(L^T c2 L) with L L^T = c1."""
     import torch
 
-    t1 = torch.from_numpy(np.ascontiguousarray(c1, np.float64))
-    t2 = torch.from_numpy(np.ascontiguousarray(c2, np.float64))
+    t1, t2 = (torch.from_numpy(np.array(c, np.float64)) for c in (c1, c2))   # copies: inputs may be read-only
     l = _cholesky(t1)
     if l is None:                      # singular c1: its symmetric square root is another factor with L L^T = c1
         l = _psd_sqrt(t1)

@@ -17,18 +17,24 @@ ROOT = Path(__file__).resolve().parents[1]
 # heap's freed top (96 MiB, above any trim threshold glibc adapts to: at most 2 x 32 MiB) goes back to the kernel
 # after the round: every round page-faults its pages in again.  Kept, rounds after the first reuse them.
 SCRIPT = """
-import resource, sys, torch
+import os, resource, sys, torch
 from common.memory import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * page
 def round_():
     xs = [torch.empty(1 << 20).fill_(1.0) for _ in range(24)]
+    during = rss()
     del xs
+    return during - rss()
 round_()
-r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+r0, returned = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, 0
 for _ in range(5):
-    round_()
-print(int(applied), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5)
+    returned += round_()
+print(int(applied), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5, returned / 5)
 """
+ROUND_BYTES = 24 * (4 << 20)
 
 
 def _faults_per_round(mode: str, env_extra=None):
@@ -36,28 +42,31 @@ def _faults_per_round(mode: str, env_extra=None):
     env.update(env_extra or {}, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, env=env,
                          timeout=120, check=True).stdout.split()
-    return int(out[0]), float(out[1])
+    return int(out[0]), float(out[1]), float(out[2])
 
 
 @pytest.mark.skipif(memory._glibc() is None, reason="glibc's mallopt only (Linux with glibc)")
 def test_kept_memory_is_not_page_faulted_in_again():
-    pages = 24 * (4 << 20) // os.sysconf("SC_PAGE_SIZE")     # per round
-    applied, kept = _faults_per_round("keep")
+    pages = ROUND_BYTES // os.sysconf("SC_PAGE_SIZE")     # per round
+    applied, kept, returned = _faults_per_round("keep")
     assert applied == 1
     assert kept < 0.15 * pages            # kept: reused (measured 3-8 %: about one tensor per round)
-    # glibc's default: the pages come back from the kernel every round (measured 99 %; once in 12 runs 21 %, when
-    # the heap's layout spared part of a round: so the best of three runs)
-    default = 0.0
-    for _ in range(3):
-        default = max(default, _faults_per_round("default")[1])
-        if default > 0.5 * pages:
+    assert returned < 0.15 * ROUND_BYTES  # and not given back to the kernel after the round
+    # the control, glibc's default: the round's memory goes back to the kernel (measured 92-95 % of it). It is checked
+    # on the resident set, what the setting is about, not on page faults: a fault counts a mapping, not its size
+    # (one can map a 2 MiB huge page), and on a loaded machine the default's faults per round once stayed at 40 % of
+    # the pages in all three tries (2026-12-05), failing the suite while the setting worked
+    best = 0.0
+    for _ in range(3):                    # the heap's layout once spared part of a round (best of three)
+        best = max(best, _faults_per_round("default")[2])
+        if best > 0.5 * ROUND_BYTES:
             break
-    assert default > 0.5 * pages
+    assert best > 0.5 * ROUND_BYTES
 
 
 @pytest.mark.skipif(memory._glibc() is None, reason="glibc's mallopt only (Linux with glibc)")
 def test_an_explicit_allocator_choice_is_left_alone():
-    applied, _ = _faults_per_round("keep", {"MALLOC_TRIM_THRESHOLD_": "131072"})
+    applied, _, _ = _faults_per_round("keep", {"MALLOC_TRIM_THRESHOLD_": "131072"})
     assert applied == 0
     assert memory.user_chose_allocator({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"})
     assert memory.user_chose_allocator({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"})
