@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Rounds of 24 tensors of 4 MiB, written, then freed together (a training step's activations in miniature).
 # Under glibc's defaults either each tensor is a fresh mmap (while the adaptive threshold is below 4 MiB) or the
 # heap's freed top (96 MiB, above any trim threshold glibc adapts to: at most 2 x 32 MiB) goes back to the kernel
-# after the round: every round page-faults its pages in again.  Kept, rounds after the first reuse them.
+# after the round: usually every round page-faults its pages in again (not always: the control below).  Kept,
+# rounds after the first reuse them.
 SCRIPT = """
 import os, resource, sys, torch
 from common.memory import keep_freed_memory
