@@ -1,7 +1,10 @@
 """Results store: SQLite, one row per measurement, append-only (STYLE habit 5).
 
 WAL mode and a busy timeout let parallel runs (or torchrun ranks, or several protocol processes) write
-safely; every write is one transaction.  Everything else (tables, leaderboard, claims panel) is derived
+safely; every write is one transaction.  SQLite answers "database is locked" at once, without waiting out the
+busy timeout, in a few cases (two processes switching a new store to WAL at the same moment, a lock upgrade
+that would deadlock), so every operation (opening, migrating, writing, reading) retries those with backoff for up
+to ``LOCK_WAIT_S`` seconds.  Everything else (tables, leaderboard, claims panel) is derived
 from these rows.  Export to JSON lines and CSV.  Torch-free: the leaderboard reads it without torch.
 
 Identity.  A measurement belongs to a *cell*: (protocol, dataset and its content, model, resolved config
@@ -34,6 +37,7 @@ import fcntl
 import json
 import math
 import os
+import random
 import socket
 import sqlite3
 import time
@@ -153,6 +157,8 @@ class ResultsStore:
 
     ``readonly=True`` opens an existing store without creating or migrating anything (the leaderboard)."""
 
+    LOCK_WAIT_S = 120.0   # how long any one operation keeps retrying "database is locked"
+
     def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
@@ -160,7 +166,7 @@ class ResultsStore:
             if not self.path.is_file():
                 raise StoreError(f"results store {self.path} does not exist or is not a file; pass "
                                  f"--results PATH/TO/results.sqlite")
-            self._columns = self._table_columns()
+            self._columns = self._retrying(self._table_columns, "read")
             return
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"results store {self.path} is not a file; pass --results PATH/TO/results.sqlite")
@@ -169,10 +175,31 @@ class ResultsStore:
         except (FileExistsError, NotADirectoryError):
             raise StoreError(f"cannot create the results store {self.path}: {self.path.parent} is not a folder; "
                              f"pass --results with a path in a folder") from None
+        self._retrying(self._set_wal, "open")
+        self._retrying(self._migrate, "create the tables of")
+        self._columns = self._retrying(self._table_columns, "read")
+
+    def _set_wal(self) -> None:
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-        self._migrate()
-        self._columns = self._table_columns()
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+
+    def _retrying(self, operation, what: str):
+        """Run ``operation()``, retrying SQLite's "database is locked" with backoff for up to ``LOCK_WAIT_S``."""
+        deadline = time.monotonic() + self.LOCK_WAIT_S
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise StoreError(f"cannot {what} the results store {self.path}: {e}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"cannot {what} the results store {self.path}: {e} for {self.LOCK_WAIT_S:.0f} "
+                                     f"s (another process holds it: let it finish, or pass another "
+                                     f"--results)") from None
+                attempt += 1
+                time.sleep(min(0.01 * 2 ** min(attempt, 6), 0.5) * (0.5 + random.random()))
 
     def _migrate(self) -> None:
         """Create the tables and add the columns of newer releases, in one transaction (processes that open a
@@ -230,22 +257,19 @@ class ResultsStore:
         """Run ``[(sql, rows), ...]`` in one transaction (all or nothing), retrying while locked."""
         if self.readonly:
             raise StoreError(f"results store {self.path} was opened read-only")
-        for attempt in range(20):
-            try:
-                with self._connect() as con:
-                    con.execute("BEGIN IMMEDIATE")
-                    try:
-                        for sql, rows in statements:
-                            con.executemany(sql, rows)
-                        con.execute("COMMIT")
-                    except BaseException:
-                        con.execute("ROLLBACK")
-                        raise
-                return
-            except sqlite3.OperationalError as e:  # "database is locked" beyond busy_timeout
-                if "locked" not in str(e) or attempt == 19:
-                    raise StoreError(f"cannot write the results store {self.path}: {e}") from None
-                time.sleep(0.05 * (attempt + 1))
+
+        def run() -> None:
+            with self._connect() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, rows in statements:
+                        con.executemany(sql, rows)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+
+        self._retrying(run, "write")
 
     # ---- writes -----------------------------------------------------------------
     @staticmethod
@@ -333,8 +357,11 @@ class ResultsStore:
 
     # ---- reads ------------------------------------------------------------------
     def query(self, sql: str, params: tuple = ()) -> List[Dict[str, Any]]:
-        with self._connect() as con:
-            return [dict(r) for r in con.execute(sql, params).fetchall()]
+        def run() -> List[Dict[str, Any]]:
+            with self._connect() as con:
+                return [dict(r) for r in con.execute(sql, params).fetchall()]
+
+        return self._retrying(run, "read")
 
     def measurements(self, **where: Any) -> List[Dict[str, Any]]:
         cols = [c for c in where if c in MEASUREMENT_COLUMNS]
