@@ -36,23 +36,29 @@ def load_line() -> str:
 
 
 class FlopCounter(TorchDispatchMode):
-    """Total FLOPs of the registered (matmul / conv / bmm ...) ops run inside the context, backward included."""
+    """Total FLOPs of the registered (matmul / conv / bmm ...) ops run inside the context, backward included,
+    and the wall time spent inside those ops themselves (``seconds``; CPU ops are synchronous, and the mode's
+    own Python overhead falls outside the timed calls), so that ``flops / seconds`` is the rate the FLOP-carrying
+    kernels reach and the rest of a step is everything else (elementwise work, normalisation, the optimiser)."""
 
     def __init__(self):
         super().__init__()
         self.flops = 0
+        self.seconds = 0.0
         self.by_op: Dict[str, int] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is None:
+            return func(*args, **kwargs)
+        t = time.perf_counter()
         out = func(*args, **kwargs)
-        packet = func._overloadpacket
-        formula = flop_registry.get(packet)
-        if formula is not None:
-            n = int(formula(*args, **kwargs, out_val=out))
-            self.flops += n
-            key = str(packet).split(".")[-1]
-            self.by_op[key] = self.by_op.get(key, 0) + n
+        self.seconds += time.perf_counter() - t
+        n = int(formula(*args, **kwargs, out_val=out))
+        self.flops += n
+        key = str(func._overloadpacket).split(".")[-1]
+        self.by_op[key] = self.by_op.get(key, 0) + n
         return out
 
 

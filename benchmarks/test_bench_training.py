@@ -10,7 +10,11 @@ at the paper's widths (CIFAR-10's), batch 64, random uint8 data, through the one
 * Speed: NCHW and channels-last (``train.channels_last``) trainers of the same model, and an fp32 matmul
   (the "peak"), interleaved round by round; where the CPU has native bf16 (``protocols.config.native_bf16``),
   also a channels-last trainer under ``train.autocast=bf16`` against a bf16 matmul; fraction of peak = median over rounds of
-  (FLOPs per step / step time) / (matmul FLOP/s of that round).  Nothing is asserted: each test prints its
+  (FLOPs per step / step time) / (matmul FLOP/s of that round).  That fraction is split into the
+  FLOP-carrying (conv / matmul) kernels' own fraction (FLOPs / time inside them, timed by the counter in a
+  channels-last step of each round) and their share of the channels-last step's time: the product of the two
+  is the whole step's fraction, so a low figure says whether the kernels or the work between them (elementwise
+  ops, normalisation, the optimiser) hold it down.  Nothing is asserted: each test prints its
   numbers and stores them in ``benchmark.extra_info``.
 
     python -m pytest benchmarks/test_bench_training.py -p no:cacheprovider --benchmark-enable -s
@@ -60,7 +64,8 @@ def test_training_flops_and_fraction_of_peak(benchmark, name, setting, tmp_path,
     for tr in trainers.values():
         train_step(tr)
     fns = {"peak": matmul_peak, **({"peak_bf16": lambda: matmul_peak(dtype=torch.bfloat16)} if BF16 else {}),
-           **{k: (lambda tr=tr: timed(lambda: train_step(tr))) for k, tr in trainers.items()}}
+           **{k: (lambda tr=tr: timed(lambda: train_step(tr))) for k, tr in trainers.items()},
+           "kernels": lambda: step_flops(trainers["channels_last"]).seconds}
     times = interleaved(fns, ROUNDS)
     benchmark.pedantic(lambda: train_step(trainers["nchw"]), rounds=1, iterations=1)   # the plugin's row
 
@@ -74,6 +79,9 @@ def test_training_flops_and_fraction_of_peak(benchmark, name, setting, tmp_path,
         info[f"{k}_gflops"] = flops / median(times[k]) / 1e9
         info[f"{k}_fraction_of_peak"] = median_ratio([flops / t for t in times[k]], times["peak"])
     info["channels_last_speedup"] = median_ratio(times["nchw"], times["channels_last"])
+    # the whole step's fraction = (the FLOP-carrying kernels' own fraction) x (their share of the step's time)
+    info["kernels_fraction_of_peak"] = median_ratio([flops / t for t in times["kernels"]], times["peak"])
+    info["kernels_share_of_step"] = median_ratio(times["kernels"], times["channels_last"])
     bf16_line = ""
     if BF16:
         info["bf16_fraction_of_bf16_peak"] = median_ratio([flops / t for t in times["bf16"]], times["peak_bf16"])
@@ -87,7 +95,8 @@ def test_training_flops_and_fraction_of_peak(benchmark, name, setting, tmp_path,
           f"({info['gflop_per_image']:.2f}/image); peak {info['peak_gflops']:.0f} GFLOP/s; "
           f"NCHW {info['nchw_img_per_s']:.1f} img/s = {info['nchw_fraction_of_peak']:.2f} of peak; "
           f"channels-last {info['channels_last_img_per_s']:.1f} img/s = {info['channels_last_fraction_of_peak']:.2f}"
-          f" (x{info['channels_last_speedup']:.2f}){bf16_line}; {load_before} -> {info['load_after']}")
+          f" (x{info['channels_last_speedup']:.2f}): conv/matmul kernels {info['kernels_fraction_of_peak']:.2f} of "
+          f"peak for {info['kernels_share_of_step']:.0%} of the step{bf16_line}; {load_before} -> {info['load_after']}")
 
 
 @pytest.mark.skipif(os.environ.get("AVADE_BENCH_COMPILE", "") != "1",
