@@ -41,6 +41,11 @@ def _chunk_rows(n: int, d: int, itemsize: int) -> int:
     return -(-n // chunks)
 
 
+def _warn_rank_deficient(n: int, d: int) -> None:
+    warnings.warn(f"FID from {n} samples of {d}-d features: the covariance is rank-deficient and the value is "
+                  "biased; use at least as many samples as dimensions", stacklevel=3)
+
+
 def feature_statistics(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(mean, covariance) in float64; covariance with ddof 1 like ``np.cov``."""
     f = np.asarray(features)
@@ -48,9 +53,7 @@ def feature_statistics(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"features must be an N x D array with N >= 2, got shape {f.shape}")
     n, d = f.shape
     if n < d:
-        warnings.warn(f"FID from {n} samples of {d}-d features: the covariance is "
-                      "rank-deficient and the value is biased; use at least as many samples as dimensions",
-                      stacklevel=2)
+        _warn_rank_deficient(n, d)
     dtype = np.float32 if f.dtype == np.float32 and d >= FLOAT32_MIN_DIM else np.float64
     mean = f.mean(axis=0, dtype=np.float64)
     centre, cov = mean.astype(dtype), np.zeros((d, d))
@@ -114,7 +117,7 @@ def _fid_low_rank(fake: np.ndarray, real: np.ndarray) -> float:
     covariance): with centred A (n x D) and B (m x D), C1 = A^T A/(n-1) and C2 = B^T B/(m-1), the non-zero
     eigenvalues of C1 C2 are the squared singular values of A B^T / sqrt((n-1)(m-1)), so
     Tr((C1 C2)^{1/2}) is that matrix's nuclear norm, and Tr(C) = ||A||_F^2 / (n-1)."""
-    feature_statistics(fake[:2]) if len(fake) < fake.shape[1] else None      # the rank-deficiency warning
+    _warn_rank_deficient(min(len(fake), len(real)), fake.shape[1])
     a, b = np.asarray(fake, np.float64), np.asarray(real, np.float64)
     ma, mb = a.mean(axis=0), b.mean(axis=0)
     a, b = a - ma, b - mb
