@@ -35,7 +35,7 @@ from .base import Batch, DataSpec, GenerativeModel, Stage, bits_per_dim, dequant
 from .discriminators import build_discriminator
 from .flows import LogitTransform, RealNVP
 from .hvae import TopDownVAE
-from .layers import eval_mode, fast_inference, frozen, weight_cache
+from .layers import eval_mode, fast_inference, frozen, randn_like, weight_cache
 from .nets import Encoder, Generator, gaussian_log_density, kl_normal
 
 SAMPLE_NOISE = ("mean", "gaussian")
@@ -147,7 +147,7 @@ class GAN(GenerativeModel):
         m0, ls0, _ = self.inference(v)
         out = []
         for _ in range(k):
-            z = m0 + torch.exp(ls0) * torch.randn_like(m0)
+            z = m0 + torch.exp(ls0) * randn_like(m0)
             rec = gaussian_log_density(v, self.G(z, y), self.log_sigma.expand_as(v))
             reg = kl_normal(m0, ls0) if elbo else (gaussian_log_density(z, m0, ls0)
                                                    - gaussian_log_density(z, 0 * z, 0 * z))
@@ -284,7 +284,7 @@ class ADE(GenerativeModel):
         """Prior sample in decoder space, with decoder noise when ``sample_noise == "gaussian"``."""
         feat = self.vae.prior_mean(n, labels, self.device)
         if self.cfg.sample_noise == "gaussian":
-            feat = feat + torch.exp(self.log_sigma) * torch.randn_like(feat)
+            feat = feat + torch.exp(self.log_sigma) * randn_like(feat)
         return feat
 
     def _fake_v(self, n: int, labels: Optional[torch.Tensor]) -> torch.Tensor:
@@ -394,7 +394,7 @@ class ADE(GenerativeModel):
                 labels = labels.to(self.device)
             feat = self.vae.posterior(self._features(u)[0], labels).mean
             if self.cfg.sample_noise == "gaussian":
-                feat = feat + torch.exp(self.log_sigma) * torch.randn_like(feat)
+                feat = feat + torch.exp(self.log_sigma) * randn_like(feat)
             return self._to_u(feat)
 
 

@@ -30,7 +30,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from .layers import ARConv2d, WNConv2d, WNConvTranspose2d, WNLinear, elu
+from .layers import ARConv2d, WNConv2d, WNConvTranspose2d, WNLinear, elu, randn_like
 from .nets import (OUTPUT_ACTIVATIONS, Encoder, channels_at, gaussian_log_density, kl_normal,
                    resolutions)
 
@@ -110,7 +110,7 @@ class TopDownVAE(nn.Module):
     def posterior(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> PosteriorPass:
         """Encode x, draw z ~ q(z | x) top-down (reparameterised), decode the mean mu(z)."""
         m0, ls0, feats = self.encoder(x)
-        z0 = m0 + torch.exp(ls0) * torch.randn_like(m0)
+        z0 = m0 + torch.exp(ls0) * randn_like(m0)
         kl = kl_normal(m0, ls0)
         log_ratio = gaussian_log_density(z0, m0, ls0) - gaussian_log_density(z0, torch.zeros_like(z0),
                                                                              torch.zeros_like(z0))
@@ -120,7 +120,7 @@ class TopDownVAE(nn.Module):
             pm, pls, rm, rls, ctx_d = self.dec_heads[i](h, labels).split([L, L, L, L, self.ctx], dim=1)
             qm, qls, ctx_u = self.enc_heads[i](feats[r]).split([L, L, self.ctx], dim=1)
             m, ls = qm + rm, qls + rls
-            z = m + torch.exp(ls) * torch.randn_like(m)
+            z = m + torch.exp(ls) * randn_like(m)
             log_q = gaussian_log_density(z, m, ls)
             if self.iafs is not None:
                 z, logdet = self.iafs[i](z, ctx_u + ctx_d)
@@ -140,5 +140,5 @@ class TopDownVAE(nn.Module):
         for i in range(len(self.lat_rs)):
             # only the prior's (pm, pls): the first 2L output channels of the head (half its FLOPs)
             pm, pls = self.dec_heads[i](h, labels, n_out=2 * L).split([L, L], dim=1)
-            h = self._up(i, h, pm + torch.exp(pls) * torch.randn_like(pm), labels)
+            h = self._up(i, h, pm + torch.exp(pls) * randn_like(pm), labels)
         return self._mean(h, labels)

@@ -47,6 +47,20 @@ class _ELU(torch.autograd.Function):
         return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, y)
 
 
+def randn_like(t: torch.Tensor) -> torch.Tensor:
+    """``torch.randn_like(t)``, drawn in memory order where the result is channels-last.  PyTorch's CPU
+    ``normal_`` fills a tensor that is not contiguous one element at a time (24 ns per element against 2.6 for a
+    contiguous one: 13 ms for a 64 x 32 x 16 x 16 latent sliced from a channels-last decoder output), so such
+    noise is drawn as a contiguous N x H x W x C tensor and viewed as N x C x H x W.  Same distribution and
+    layout; for a channels-last result not the same numbers as ``torch.randn_like`` for a seed (contiguous
+    results are unchanged)."""
+    out = torch.empty_like(t)     # the layout torch.randn_like gives (channel slices of channels-last: channels-last)
+    if out.dim() == 4 and not out.is_contiguous() and out.is_contiguous(memory_format=torch.channels_last):
+        n, c, h, w = out.shape
+        return torch.randn(n, h, w, c, dtype=t.dtype, device=t.device).permute(0, 3, 1, 2)
+    return out.normal_()
+
+
 def elu(x: torch.Tensor) -> torch.Tensor:
     """``F.elu(x)`` to float tolerance (|difference| <= 1.2e-7: exp(x) - 1 instead of expm1), 3-4x faster on
     CPU: PyTorch's AVX-512 ELU kernel evaluates expm1 one element at a time."""

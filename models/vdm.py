@@ -107,7 +107,7 @@ from torch import nn
 from common.fields import opt
 
 from .base import Batch, DataSpec, GenerativeModel, register_model
-from .layers import eval_mode
+from .layers import eval_mode, randn_like
 from .unet import UNet
 
 __all__ = ["VDMConfig", "VDM", "FixedLinearSchedule", "LearnedSchedule", "FourierFeatures",
@@ -275,7 +275,7 @@ def diffusion_loss(f: torch.Tensor, t: torch.Tensor, gamma_fn: GammaFn, eps_fn: 
                    eps: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Continuous-time diffusion loss per image: 1/2 gamma'(t) ||eps - eps_hat(z_t, gamma_t, t)||^2 (``loss_diff``)."""
     g, dg = gamma_fn(t)
-    eps = torch.randn_like(f) if eps is None else eps
+    eps = randn_like(f) if eps is None else eps
     gb = _bcast(g, f)
     z = torch.sqrt(torch.sigmoid(-gb)) * f + torch.sqrt(torch.sigmoid(gb)) * eps
     return 0.5 * dg * _per_image((eps - eps_fn(z, g, t)) ** 2)
@@ -300,7 +300,7 @@ def discrete_recon_nll(x: torch.Tensor, f: torch.Tensor, gamma_0: torch.Tensor, 
                        eps0: Optional[torch.Tensor] = None) -> torch.Tensor:
     """-log p(x | z_0), z_0 ~ q(z_0 | x), factorised softmax over the L bin centres, per image (nats)."""
     scale = torch.exp(0.5 * gamma_0)                      # sigma_0 / alpha_0
-    eps0 = torch.randn_like(f) if eps0 is None else eps0
+    eps0 = randn_like(f) if eps0 is None else eps0
     z = f + scale * eps0                                  # z_0 / alpha_0
     logits, _ = _decoder_logits(z, scale, levels)
     return _per_image(torch.logsumexp(logits, dim=-1) + 0.5 * eps0 ** 2)
@@ -331,7 +331,7 @@ def ancestral_sample(z: torch.Tensor, steps: int, gamma_fn: GammaFn, eps_fn: Eps
         c = -torch.expm1(g_s - g_t)
         ratio = torch.sqrt(torch.sigmoid(-g_s) / torch.sigmoid(-g_t))            # alpha_s / alpha_t
         mean = ratio * (z - torch.sqrt(torch.sigmoid(g_t)) * c * eps_hat)
-        z = mean + torch.sqrt(torch.sigmoid(g_s) * c) * torch.randn_like(z)
+        z = mean + torch.sqrt(torch.sigmoid(g_s) * c) * randn_like(z)
     return z
 
 

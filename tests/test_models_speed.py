@@ -5,6 +5,8 @@ weights, inputs and random draws, to float tolerance (oneDNN picks other algorit
 batched convolutions, and threads change summation orders, so nothing is compared bit for bit):
 
 * :func:`models.layers.elu` against ``F.elu`` (values, gradients, double backward);
+* :func:`models.layers.randn_like` against ``torch.randn_like`` (the same numbers for contiguous tensors; the
+  same layout and distribution for channels-last ones);
 * a weight-normalised layer's first ``n_out`` units against the full layer; :func:`models.layers.weight_cache`;
 * the decoder's prior pass (half of each head) against the full heads;
 * the s/t network run channels-last against NCHW; cached checkerboard masks;
@@ -30,7 +32,7 @@ from models.discriminators import ResidualD, SimpleD
 from models.flows import CheckerboardCoupling, STNet, checkerboard
 from models.hvae import TopDownVAE
 from models.layers import (ARConv2d, WNConv2d, WNConvTranspose2d, WNLinear, elu, eval_mode, fast_inference,
-                           weight_cache)
+                           randn_like, weight_cache)
 from test_models_numerics import DATA, digits_batch, one_thread, smoke_model  # noqa: F401 (fixture)
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -106,6 +108,22 @@ def assert_grads_close(ours, ref, rtol=1e-4):
 def seeded(seed, fn, *args, **kwargs):
     torch.manual_seed(seed)
     return fn(*args, **kwargs)
+
+
+# ---- noise --------------------------------------------------------------------------------------------------
+def test_randn_like_keeps_the_layout_and_draws_contiguous_noise_unchanged():
+    nchw = torch.empty(4, 6, 5, 3)
+    cl = torch.empty(4, 12, 5, 3).to(memory_format=torch.channels_last)
+    for t in (nchw, nchw[:, :3], torch.empty(7, 9), torch.empty(4, 1, 5, 3).to(memory_format=torch.channels_last)):
+        assert torch.equal(seeded(3, randn_like, t), seeded(3, torch.randn_like, t))
+    for t in (cl, cl[:, :6], cl[:, 6:]):              # channels-last, and channel slices of it (the decoder heads)
+        ours, ref = seeded(3, randn_like, t), seeded(3, torch.randn_like, t)
+        assert ours.shape == ref.shape and ours.stride() == ref.stride() and ours.dtype == t.dtype
+        assert ours.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(ours, seeded(3, torch.randn, 4, 5, 3, t.shape[1]).permute(0, 3, 1, 2))
+    big = seeded(1, randn_like, torch.empty(64, 32, 16, 16).to(memory_format=torch.channels_last)).flatten()
+    assert abs(float(big.mean())) < 0.01 and abs(float(big.std()) - 1) < 0.01      # 524,288 draws: >= 7 s.e.
+    assert seeded(3, randn_like, cl.bfloat16()).dtype == torch.bfloat16
 
 
 # ---- ELU ----------------------------------------------------------------------------------------------------
