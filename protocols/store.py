@@ -192,7 +192,7 @@ class ResultsStore:
             try:
                 return operation()
             except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e):
+                if "locked" not in str(e):     # SQLITE_BUSY and SQLITE_LOCKED both read "... is locked"
                     raise StoreError(f"cannot {what} the results store {self.path}: {e}") from None
                 if time.monotonic() >= deadline:
                     raise StoreError(f"cannot {what} the results store {self.path}: {e} for {self.LOCK_WAIT_S:.0f} "
