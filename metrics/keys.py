@@ -18,6 +18,8 @@ COVERAGE = "coverage"
 GAN_TRAIN = "gan_train"      # accuracy (%) on real held-out of a classifier trained on samples
 GAN_TEST = "gan_test"        # accuracy (%) on samples of a classifier trained on real data
 REAL_BASELINE = "real_to_real"  # accuracy (%) on real held-out of a classifier trained on real data
+FID_MEAN = "fid_mean"         # FID of a latent-variable model's samples decoded with the decoder's mean
+FID_NOISE = "fid_noise"       # ... with the decoder's noise added (x = f^-1(mu + sigma eps)); "fid" is the model's own
 FID_AT_STEPS = "fid@{}steps"     # FID of a sampler run with that many steps (the diffusion steps-vs-FID curve)
 SAMPLES_PER_S = "samples_per_s"  # sampling throughput on the machine that ran the cell (extra: device, batch)
 SPEED_VS_GAN = "speed_vs_gan"    # samples/s divided by the GAN's samples/s measured in the same process
@@ -25,7 +27,7 @@ NFE = "nfe"                      # network evaluations per sample (1 for one fee
 
 HIGHER_IS_BETTER = {IS, PRD_F8, PRD_F1_8, PRD_AUC, PRECISION, RECALL, DENSITY, COVERAGE, GAN_TRAIN, GAN_TEST,
                     REAL_BASELINE, SAMPLES_PER_S, SPEED_VS_GAN}
-LOWER_IS_BETTER = {BPD, BPD_CONTENT, BPD_IW, FID, KID, IS_STD, NFE}
+LOWER_IS_BETTER = {BPD, BPD_CONTENT, BPD_IW, FID, FID_MEAN, FID_NOISE, KID, IS_STD, NFE}
 DIRECTION = {**{k: "higher" for k in HIGHER_IS_BETTER}, **{k: "lower" for k in LOWER_IS_BETTER}}
 
 

@@ -106,7 +106,7 @@ class GAN(GenerativeModel):
     @classmethod
     def stage_plan(cls, cfg: GANConfig, steps: int) -> List[Stage]:
         return [Stage("adversarial", ("disc", "gen"), int(steps)),
-                Stage("inference", ("infer",), int(cfg.infer_steps))]
+                Stage("inference", ("infer",), int(cfg.infer_steps), plateau=True)]
 
     def phase_parameters(self, phase: str):
         groups = {"disc": lambda: self.D.parameters(), "gen": lambda: self.G.parameters(),

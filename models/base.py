@@ -61,6 +61,9 @@ class Stage:
     name: str
     phases: Tuple[str, ...]
     steps: int
+    #: the stage fits a bound to a fixed model (the GAN's inference network): with ``train.plateau_patience`` set,
+    #: the trainer stops it once its validation bound stops improving, ``steps`` being its most
+    plateau: bool = False
 
 
 @dataclass
@@ -124,7 +127,7 @@ class GenerativeModel(nn.Module):
         return ()
 
     def stages(self, steps: int) -> List[Stage]:
-        return [Stage(s.name, s.phases, min(int(s.steps), int(steps)))
+        return [dataclasses.replace(s, steps=min(int(s.steps), int(steps)))
                 for s in type(self).stage_plan(self.cfg, steps)]
 
     def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:

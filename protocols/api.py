@@ -30,7 +30,7 @@ from . import distributed as D
 from . import tables  # noqa: F401  (registers the paper's protocols)
 from .base import PROTOCOLS, Context, Protocol
 from .cells import floor_cell
-from .claims import FLOOR, Values
+from .claims import FLOOR, Values, at_snapshot, trajectory
 from .config import BUDGETS, ConfigError, RunConfig, has_key, resolve, split_override
 from .datasets import load_dataset
 from .pipeline import Cell, extractor_identity
@@ -228,8 +228,8 @@ def stored_values(store: ResultsStore, groups: Dict[str, str]) -> Values:
     smallest sample count and feature dimension (claims refuse to decide on too few samples)."""
     by_key = {g: m for m, g in groups.items()}
     newest: Dict[tuple, dict] = {}
-    rows = store.query("SELECT group_key, seed, metric, value, n_samples, extra FROM measurements WHERE group_key IN "
-                       "(%s) ORDER BY id" % ",".join("?" * len(by_key)), tuple(by_key)) if by_key else []
+    rows = store.query("SELECT group_key, seed, metric, value, n_samples, extra FROM measurements WHERE snapshot=0 "
+                       "AND group_key IN (%s) ORDER BY id" % ",".join("?" * len(by_key)), tuple(by_key)) if by_key else []
     for r in rows:
         newest[(by_key[r["group_key"]], r["seed"], r["metric"])] = r
     vals = Values()
@@ -241,12 +241,59 @@ def stored_values(store: ResultsStore, groups: Dict[str, str]) -> Values:
     return vals
 
 
+def snapshot_series(store: ResultsStore, groups: Dict[str, str]) -> Tuple[Dict[int, Values], Dict[int, dict]]:
+    """Per snapshot index: model -> metric -> values over seeds (as :func:`stored_values`, from snapshot rows),
+    and model -> mean training images seen there."""
+    by_key = {g: m for m, g in groups.items()}
+    if not by_key:
+        return {}, {}
+    rows = store.query("SELECT group_key, seed, metric, value, n_samples, extra, snapshot, images_seen FROM "
+                       "measurements WHERE snapshot>0 AND group_key IN (%s) ORDER BY id"
+                       % ",".join("?" * len(by_key)), tuple(by_key))
+    series: Dict[int, Values] = {}
+    images: Dict[int, Dict[str, List[int]]] = {}
+    for r in rows:
+        model = by_key[r["group_key"]]
+        vals = series.setdefault(r["snapshot"], Values())
+        vals.setdefault(model, {}).setdefault(r["metric"], []).append(r["value"])
+        dim = json.loads(r["extra"] or "{}").get("feature_dim")
+        vals.meta.setdefault((model, r["metric"]), {"n": r["n_samples"], "dim": dim})
+        if r["images_seen"] >= 0:
+            images.setdefault(r["snapshot"], {}).setdefault(model, []).append(r["images_seen"])
+    seen = {i: {m: mean(v) for m, v in per.items()} for i, per in images.items()}
+    return series, seen
+
+
+def along_training(claim, series: Dict[int, Values], seen: Dict[int, dict], n_snapshots: int) -> Optional[dict]:
+    """The claim at every snapshot: its verdict, the gap of its first comparison, the images seen; a one-line
+    trajectory ("not reproduced up to 51k images, flips reproduced at 80k images")."""
+    from .evaluate import SNAPSHOT_METRICS
+    points = []
+    for i in sorted(series):
+        res = at_snapshot(claim, series[i], SNAPSHOT_METRICS)
+        if res is None:
+            continue
+        models = {m for c in res["comparisons"] for m in (c["better"], c["worse"]) if m != FLOOR}
+        imgs = {m: seen.get(i, {}).get(m) for m in sorted(models)}
+        same = len({v for v in imgs.values()}) == 1 and None not in imgs.values()
+        points.append({"snapshot": i, "of": n_snapshots, "images": next(iter(imgs.values())) if same else None,
+                       "images_by_model": imgs, "status": res["status"], "gap": res["comparisons"][0].get("gap"),
+                       "detail": res})
+    if not points:
+        return None
+    return {"points": points, "summary": trajectory(points), "metrics": list(SNAPSHOT_METRICS)}
+
+
 def evaluate_claims(p: Protocol, store: ResultsStore, dataset: str, budget: str, extractor: str,
-                    groups: Dict[str, str], configs: Dict[str, str]) -> List[dict]:
+                    groups: Dict[str, str], configs: Dict[str, str], n_snapshots: int = 0) -> List[dict]:
     values = stored_values(store, groups)
+    series, seen = snapshot_series(store, groups) if n_snapshots else ({}, {})
     out = []
     for c in p.claims:
         status, evidence = c.check(values)
+        curve = along_training(c, series, seen, n_snapshots) if series else None
+        if curve is not None:
+            evidence = {**evidence, "along_training": curve}
         if c.source:
             evidence = {**evidence, "source": c.source}
         if D.is_main():
@@ -318,7 +365,8 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     configs = {m: next(c.cfg.hash() for c in cells if c.model == m) for m in dict.fromkeys(c.model for c in cells)}
     extractor = p.extractor or cfgs[0].eval.extractor
     claims = evaluate_claims(p, store, ds.name, budget, extractor, groups,
-                             {**{c.model: c.hash() for c in claim_cfgs}, **configs})
+                             {**{c.model: c.hash() for c in claim_cfgs}, **configs},
+                             n_snapshots=max(c.eval.snapshots for c in cfgs))
     table = summarise(stored_values(store, {m: groups[m] for m in configs}))
     D.barrier()
     return ProtocolResult(p.name, ds.name, budget, outcomes, claims, table, configs, store.path)

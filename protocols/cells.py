@@ -24,9 +24,9 @@ from models.base import quantize, to_unit
 
 from . import distributed as D
 from .base import Context
-from .evaluate import (PRODUCER, bpd_values, gan_train_test_values, sample_metrics, sampling_cost_values, save_figures,
-                       sensitivity_values, steps_curve_values)
-from .pipeline import Cell, checkpoint_label, rows, sample_images, train
+from .evaluate import (PRODUCER, bpd_values, convention_values, gan_train_test_values, sample_metrics,
+                       sampling_cost_values, save_figures, sensitivity_values, snapshot_values, steps_curve_values)
+from .pipeline import Cell, checkpoint_label, rows, sample_images, snapshot_rows, train
 from .store import Measurement
 
 
@@ -48,11 +48,13 @@ def start(ctx: Context, cell: Cell) -> Path:
 
 
 def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
-    """Train, then BPD + every sample metric the protocol records."""
+    """Train (with the snapshots of ``eval.snapshots`` along the way), then BPD + every sample metric the
+    protocol records, and FID under both sampling conventions where the model has two."""
     cfg, run_dir = cell.cfg, start(ctx, cell)
-    net, result, ckpt = train(ctx, cfg, run_dir)
+    hook = (lambda trainer: snapshot_values(ctx, cfg, trainer.model)) if cfg.eval.snapshots > 0 else None
+    net, result, ckpt = train(ctx, cfg, run_dir, snapshot_hook=hook)
     values: List[Dict[str, Any]] = []
-    values += bpd_values(ctx, cfg, net)
+    values += [_with_plateau(v, result) for v in bpd_values(ctx, cfg, net)]
     wanted = set(cell.protocol.metrics) & set(PRODUCER)
     if wanted:
         torch.manual_seed(cfg.seed + 10_000)
@@ -61,6 +63,8 @@ def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
             fake = quantize(fake_u, ctx.dataset.levels)
             values += sample_metrics(ctx, cfg, fake, run_dir, wanted)
             save_figures(ctx, net, fake, run_dir)
+    if K.FID in wanted:
+        values += convention_values(ctx, cfg, net, values)
     curve = [k for k in cell.protocol.steps_curve if k < getattr(cfg.model_cfg, "sample_steps", 0)]
     if curve:
         values += steps_curve_values(ctx, cfg, net, curve, run_dir)
@@ -71,7 +75,9 @@ def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
         atomic_write(run_dir / "metrics.json", json.dumps(
             {"checkpoint": str(ckpt), "evaluated": label, "step": result.step, "best_val_bpd": result.best_val_bpd,
              "values": values}, indent=2, default=float))
-    return CellOutput(rows(ctx, cell, _with_checkpoint(values, label)), label)
+    at = {"step": result.step, "images": result.images_seen, "train_seconds": result.train_seconds}
+    return CellOutput(rows(ctx, cell, _with_checkpoint(values, label), at=at) + snapshot_rows(ctx, cell, result),
+                      label)
 
 
 def gan_train_test_cell(ctx: Context, cell: Cell) -> CellOutput:
@@ -109,10 +115,28 @@ def floor_cell(ctx: Context, cell: Cell) -> CellOutput:
         wanted = set(cell.protocol.metrics) & set(PRODUCER)
         values = sample_metrics(ctx, cfg, train_x[idx], run_dir, wanted)
         save_image(to_unit(train_x[idx[:64]], ctx.dataset.levels), run_dir / "samples.png", nrow=8, padding=1)
-    for v in values:
+    snaps: List[Dict[str, Any]] = []
+    if D.is_main() and cfg.eval.snapshots > 0:   # the floor at a snapshot's sample count, beside every snapshot
+        m = cfg.eval.snapshot_samples
+        sub = idx[:m] if m <= n else torch.randint(len(train_x), (m,), generator=g)
+        snaps = [v for v in sample_metrics(ctx, cfg, train_x[sub], None, {K.FID, K.KID})
+                 if v["metric"] in (K.FID, K.KID)]
+    for v in values + snaps:
         v["extra"] = {**v["extra"], "floor": "real train images", "with_replacement": replace,
                       "train_images": len(train_x)}
-    return CellOutput(rows(ctx, cell, values), "real data")
+    out = rows(ctx, cell, values)
+    for i in range(1, cfg.eval.snapshots + 1 if snaps else 1):
+        out += rows(ctx, cell, snaps, snapshot=i)
+    return CellOutput(out, "real data")
+
+
+def _with_plateau(v: Dict[str, Any], result) -> Dict[str, Any]:
+    """A BPD row of a model with a plateau stage (the GAN's inference network) carries that stage's curve."""
+    if not result.plateau:
+        return v
+    stages = {name: {"curve": st["curve"], "stopped_at": st["stopped_at"], "budget": st.get("budget")}
+              for name, st in result.plateau.items()}
+    return {**v, "extra": {**v["extra"], "plateau": stages}}
 
 
 def _with_checkpoint(values: List[Dict[str, Any]], label: str) -> List[Dict[str, Any]]:

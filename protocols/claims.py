@@ -19,6 +19,7 @@ model: :func:`protocols.api.stored_values`), a comparison is
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Callable, Dict, List, Optional, Tuple
@@ -95,13 +96,31 @@ def compare(values: Values, a: str, b: str, metric: str) -> Tuple[str, str]:
     return "inconclusive", f"{a} and {b} differ by less than their spread over seeds on {metric}"
 
 
+def gap_interval(va: List[float], vb: List[float], metric: str, draws: int = 2000, seed: int = 0
+                 ) -> Tuple[float, float, float]:
+    """(gap, low, high): how much better ``va``'s mean is than ``vb``'s on ``metric`` (positive = a better) and a
+    95% bootstrap interval over seeds (each model's seeds resampled with replacement, a fixed generator)."""
+    sign = 1.0 if (direction(metric) or "higher") == "higher" else -1.0
+    gap = sign * (mean(va) - mean(vb))
+    rng = random.Random(seed)
+    boots = sorted(sign * (mean(rng.choices(va, k=len(va))) - mean(rng.choices(vb, k=len(vb))))
+                   for _ in range(draws))
+    return gap, boots[int(0.025 * (draws - 1))], boots[int(0.975 * (draws - 1))]
+
+
 def comparison(values: Values, a: str, b: str, metric: str) -> dict:
-    """Evidence of one pairwise comparison: "a better than b on metric", with every seed's value."""
+    """Evidence of one pairwise comparison: "a better than b on metric", with every seed's value, the gap of the
+    means (positive when ``a`` is better) and its 95% bootstrap interval over seeds (with two seeds or more)."""
     va, vb = _vals(values, a, metric), _vals(values, b, metric)
     status, reason = compare(values, a, b, metric)
     out = {"metric": metric, "direction": direction(metric) or "higher", "better": a, "worse": b,
            "better_values": va, "worse_values": vb, "better_mean": mean(va) if va else None,
            "worse_mean": mean(vb) if vb else None, "status": status}
+    if va and vb:
+        gap, lo, hi = gap_interval(va, vb, metric)
+        out["gap"] = gap
+        if len(va) > 1 and len(vb) > 1:
+            out["gap_ci95"] = [lo, hi]
     if reason:
         out["reason"] = reason
     floor = _vals(values, FLOOR, metric)
@@ -177,3 +196,52 @@ def falls_with(model: str, metrics: List[str], *, text: str, cid: str, source: s
         ok = all(b[1] <= a[1] for a, b in zip(means, means[1:]))
         return ("reproduced" if ok else "not reproduced"), ev
     return Claim(cid, text, check, source)
+
+
+# ---- claims along training --------------------------------------------------------------------------------
+def at_snapshot(claim: Claim, values: Values, metrics: Tuple[str, ...]) -> Optional[dict]:
+    """The claim on one snapshot's values, from its comparisons on ``metrics`` (those measured at snapshots)
+    whose two models both have values there; None when no comparison can be made at snapshots."""
+    _, evidence = claim.check(values)
+    comps = [c for c in evidence.get("comparisons", []) if c["metric"] in metrics]
+    kept = [c for c in comps if c["better_values"] and c["worse_values"]]
+    if not kept:
+        return None
+    status, ev = _verdict(kept)
+    left = sorted({f"{c['better'] if not c['better_values'] else c['worse']} {c['metric']}"
+                   for c in comps if c not in kept})
+    return {"status": status, "comparisons": [{k: c.get(k) for k in ("metric", "better", "worse", "status", "gap",
+                                                                     "gap_ci95", "reason")} for c in kept],
+            **({"why_inconclusive": ev["why_inconclusive"]} if "why_inconclusive" in ev else {}),
+            **({"left_out": left} if left else {})}
+
+
+def images_text(n: Optional[float]) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.2g}M" if n >= 1e6 else (f"{n / 1e3:.3g}k" if n >= 1e3 else f"{int(n)}")
+
+
+def trajectory(points: List[dict]) -> str:
+    """One line for a claim's verdicts along training. ``points``: [{"snapshot", "images", "status", "gap"}] in
+    order, ``images`` a number (training images seen, equal for the models compared) or None (unequal: the
+    point is named by its fraction of each run, ``snapshot``/``of``)."""
+    if not points:
+        return "not evaluated along training"
+
+    def where(p: dict) -> str:
+        return (f"{images_text(p['images'])} images" if p.get("images") is not None
+                else f"snapshot {p['snapshot']}/{p.get('of', '?')}")
+
+    flips = [(p0, p1) for p0, p1 in zip(points, points[1:]) if p1["status"] != p0["status"]]
+    if not flips:
+        text = f"{points[0]['status']} at every snapshot ({where(points[0])} to {where(points[-1])})"
+    else:
+        parts = [f"{points[0]['status']} up to {where(flips[0][0])}"]
+        parts += [f"{'flips' if {a['status'], b['status']} == {'reproduced', 'not reproduced'} else 'turns'} "
+                  f"{b['status']} at {where(b)}" for a, b in flips]
+        text = ", ".join(parts)
+    gaps = [p.get("gap") for p in points[-3:] if p.get("gap") is not None]
+    if len(gaps) >= 2 and abs(gaps[-1] - gaps[0]) > 1e-12:
+        text += "; gap " + ("shrinking" if abs(gaps[-1]) < abs(gaps[0]) else "growing") + " at the end"
+    return text

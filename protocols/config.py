@@ -79,6 +79,11 @@ class TrainConfig:
     #                                         optimiser and every evaluation stay fp32. auto = bf16 where the device
     #                                         has native bf16, else off (resolved per machine, recorded and hashed)
     progress: bool = True                   # tqdm progress bar (rank 0 only)
+    plateau_patience: int = opt(0, min=0)   # stages that stop on a plateau (the GAN's inference stage): stop after
+    #                                         this many checks without a better validation bound (0 = run the
+    #                                         stage's full step budget); the bound's curve is recorded either way
+    plateau_every: int = opt(100, min=1)    # steps of such a stage between two checks of the validation bound
+    plateau_tol: float = opt(1e-3, min=0)   # an improvement smaller than this (bits/dim) does not count
 
 
 @dataclass
@@ -96,10 +101,19 @@ class EvalConfig:
     gan_seeds: int = opt(1, min=1)          # classifier seeds for GAN-train/GAN-test
     select: str = opt("last", choices=SELECT)  # checkpoint evaluated: last (the paper) | val_bpd (best validation
     #                                            BPD; needs train.val_every > 0); each protocol declares its own
+    snapshots: int = opt(0, min=0)          # evaluations along the main stage, evenly spaced (8: every 1/8 of the
+    #                                         steps, the last included); 0 = only the final evaluation
+    snapshot_samples: int = opt(2000, min=2)  # samples for a snapshot's FID and KID
+    snapshot_bpd_images: int = opt(500, min=1)  # held-out images (the first of the test split) for its BPD
 
 
 #: train keys that change nothing that is trained or measured (left out of the config hash)
 NOT_HASHED = ("log_every", "sample_every", "ckpt_every", "progress")
+#: (section, key that switches a feature off at this value, keys that only matter when it is on): when off, all
+#: of them are left out of the hash, which is then the hash the configuration had before the feature existed
+OPTIONAL = (("train", "autocast", "off", ()), ("train", "ema", 0.0, ()),
+            ("train", "plateau_patience", 0, ("plateau_every", "plateau_tol")),
+            ("eval", "snapshots", 0, ("snapshot_samples", "snapshot_bpd_images")))
 
 
 @dataclass
@@ -135,9 +149,10 @@ class RunConfig:
             d["train"].pop(k)
         if d["train"]["device"] != "cpu":
             d["train"].pop("threads")
-        for key, off in (("autocast", "off"), ("ema", 0.0)):   # off: the same hash as before the key existed
-            if d["train"][key] == off:
-                d["train"].pop(key)
+        for section, key, off, dependent in OPTIONAL:
+            if d[section][key] == off:
+                for k in (key, *dependent):
+                    d[section].pop(k)
         d["eval"].pop("inception_weights")
         if self.world == 1:
             d.pop("world")
@@ -418,18 +433,30 @@ def validate(cfg: RunConfig, model_cls=None) -> None:
         errors.append(f"eval.n_samples={e.n_samples} must be >= eval.prd_clusters={e.prd_clusters}")
     if e.n_samples <= e.prdc_k:
         errors.append(f"eval.n_samples={e.n_samples} must be > eval.prdc_k={e.prdc_k}")
+    if e.snapshots > cfg.train.steps:
+        errors.append(f"eval.snapshots={e.snapshots} exceeds train.steps={cfg.train.steps} (at most one snapshot "
+                      f"per step); lower eval.snapshots")
     if errors:
         raise ConfigError(f"{cfg.model}: " + "; ".join(errors))
+
+
+def snapshot_steps(steps: int, n: int) -> List[int]:
+    """The steps of the main stage after which a snapshot is evaluated: ``n`` evenly spaced, the last at ``steps``."""
+    if n <= 0:
+        return []
+    return sorted({max(1, round(i * steps / n)) for i in range(1, n + 1)})
 
 
 def stage_plan(cfg: RunConfig) -> List[dict]:
     """The stages this cell will train, each bounded by ``train.steps`` (shown by the dry run)."""
     from models import MODELS
-    from models.base import Stage
     cls = MODELS.get(cfg.model)
-    plan = [Stage(s.name, s.phases, min(int(s.steps), cfg.train.steps))
+    plan = [dataclasses.replace(s, steps=min(int(s.steps), cfg.train.steps))
             for s in cls.stage_plan(cfg.model_cfg, cfg.train.steps)]
-    return [{"stage": s.name, "phases": list(s.phases), "steps": s.steps} for s in plan]
+    return [{"stage": s.name, "phases": list(s.phases), "steps": s.steps,
+             **({"until": f"validation bound stops improving ({cfg.train.plateau_patience} checks of "
+                          f"{cfg.train.plateau_every} steps), at most {s.steps} steps"}
+                if s.plateau and cfg.train.plateau_patience > 0 else {})} for s in plan]
 
 
 def provenance(cfg: RunConfig) -> Dict[str, Dict[str, Any]]:

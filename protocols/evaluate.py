@@ -12,7 +12,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 
@@ -65,12 +65,15 @@ def _extractor_extra(ext) -> Dict[str, Any]:
     return extra
 
 
-def bpd_values(ctx: Context, cfg: RunConfig, model: GenerativeModel) -> List[Dict[str, Any]]:
-    """ELBO (k=1) and, when ``eval.iw_k`` > 0, importance-weighted held-out BPD; sharded over ranks."""
+def bpd_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, images: Optional[int] = None,
+               iw: bool = True) -> List[Dict[str, Any]]:
+    """ELBO (k=1) and, when ``eval.iw_k`` > 0, importance-weighted held-out BPD; sharded over ranks.
+    ``images``: the first that many test images (default ``eval.bpd_images``, 0 = all)."""
     ds = ctx.dataset
-    x = ds.test_x if cfg.eval.bpd_images <= 0 else ds.test_x[: cfg.eval.bpd_images]
+    images = cfg.eval.bpd_images if images is None else images
+    x = ds.test_x if images <= 0 else ds.test_x[:images]
     out = []
-    for metric, k in ((K.BPD, 1), (K.BPD_IW, cfg.eval.iw_k)):
+    for metric, k in ((K.BPD, 1), (K.BPD_IW, cfg.eval.iw_k if iw else 0)):
         if k < 1:
             continue
         shard = x[D.rank()::D.world_size()]
@@ -235,4 +238,51 @@ def steps_curve_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, ste
                 out.append({**v, "metric": K.fid_at_steps(k), "extra": {**v["extra"], "sample_steps": int(k)}})
     finally:
         model.cfg = default
+    return out
+
+
+# ---- snapshots along training and the two sampling conventions -------------------------------------------
+SNAPSHOT_METRICS = (K.FID, K.KID, K.BPD)
+
+
+def snapshot_values(ctx: Context, cfg: RunConfig, model: GenerativeModel) -> List[Dict[str, Any]]:
+    """The cheap metrics of a snapshot: FID and KID of ``eval.snapshot_samples`` samples against the test split
+    (the same extractor and reference as the final FID), BPD (ELBO) on the first ``eval.snapshot_bpd_images``
+    test images with fixed noise.  A model without a density yet (the GAN before its inference stage) has no BPD."""
+    from .pipeline import sample_images
+    out = bpd_values(ctx, cfg, model, images=cfg.eval.snapshot_bpd_images, iw=False)
+    out = [v for v in out if v["metric"] == K.BPD]
+    torch.manual_seed(cfg.seed + 20_000)
+    fake = sample_images(model, cfg.eval.snapshot_samples, cfg.eval.batch_size)
+    if D.is_main():
+        fake = quantize(fake, ctx.dataset.levels)
+        out += [v for v in sample_metrics(ctx, cfg, fake, None, {K.FID, K.KID}) if v["metric"] in (K.FID, K.KID)]
+    return out
+
+
+def convention_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, own: List[Dict[str, Any]]
+                      ) -> List[Dict[str, Any]]:
+    """For a model that can decode its samples with or without the decoder's noise (``sample_noise``): FID under
+    both conventions, ``fid_mean`` and ``fid_noise``, from the same latents and count as its main FID (which is
+    the one under its own convention, copied here)."""
+    import dataclasses
+    from .pipeline import sample_images
+    mode = getattr(model.cfg, "sample_noise", None)
+    main = [v for v in own if v["metric"] == K.FID]
+    if mode not in ("mean", "gaussian") or not main:
+        return []
+    key = {"mean": K.FID_MEAN, "gaussian": K.FID_NOISE}
+    other = "gaussian" if mode == "mean" else "mean"
+    out = [{**main[0], "metric": key[mode], "extra": {**main[0]["extra"], "sample_noise": mode, "own": True}}]
+    default = model.cfg
+    try:
+        model.cfg = dataclasses.replace(default, sample_noise=other)
+        torch.manual_seed(cfg.seed + 10_000)
+        fake = sample_images(model, cfg.eval.n_samples, cfg.eval.batch_size)
+    finally:
+        model.cfg = default
+    if D.is_main():
+        (v,) = [x for x in sample_metrics(ctx, cfg, quantize(fake, ctx.dataset.levels), None, {K.FID})
+                if x["metric"] == K.FID]
+        out.append({**v, "metric": key[other], "extra": {**v["extra"], "sample_noise": other, "own": False}})
     return out

@@ -109,8 +109,10 @@ class Cell:
                 / f"seed{self.seed}-{self.cfg.hash()}")
 
 
-def train(ctx: Context, cfg: RunConfig, run_dir: Path) -> Tuple[GenerativeModel, TrainResult, Path]:
-    """Train (or resume) and return the model loaded from the selected checkpoint."""
+def train(ctx: Context, cfg: RunConfig, run_dir: Path, snapshot_hook=None
+          ) -> Tuple[GenerativeModel, TrainResult, Path]:
+    """Train (or resume) and return the model loaded from the selected checkpoint; ``snapshot_hook(trainer)``
+    evaluates the snapshots of ``eval.snapshots`` (see :mod:`protocols.trainer`)."""
     ds = ctx.dataset
     torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)  # initial weights depend on the cell's seed only, not on earlier cells
@@ -118,7 +120,8 @@ def train(ctx: Context, cfg: RunConfig, run_dir: Path) -> Tuple[GenerativeModel,
     run_dir.mkdir(parents=True, exist_ok=True)
     if D.is_main():
         save_config(cfg, run_dir / "config.json")
-    trainer = Trainer(model, ds.train_x, cfg, run_dir, train_y=ds.train_y, val_x=ds.val_x, device=ctx.device)
+    trainer = Trainer(model, ds.train_x, cfg, run_dir, train_y=ds.train_y, val_x=ds.val_x, device=ctx.device,
+                      snapshot_hook=snapshot_hook)
     if not ctx.resume and D.is_main():
         _start_over(ctx, trainer, run_dir)
     D.barrier()
@@ -138,7 +141,7 @@ def _start_over(ctx: Context, trainer: Trainer, run_dir: Path) -> None:
             ctx.log(f"note: {run_dir} held a checkpoint at step {step}; starting over (pass --resume to continue)")
         except CheckpointError:
             ctx.log(f"note: {trainer.last_path} is unreadable; starting over")
-    for name in ("last.pt", "best.pt", "stats.jsonl", "metrics.json"):
+    for name in ("last.pt", "best.pt", "stats.jsonl", "metrics.json", "snapshots.json", "plateau.json"):
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "samples", ignore_errors=True)
 
@@ -170,11 +173,24 @@ def sample_images(model: GenerativeModel, n: int, batch: int, labels: Optional[t
     return out[:n]
 
 
-def rows(ctx: Context, cell: Cell, values: List[Dict[str, Any]]) -> List[Measurement]:
-    """Store rows for one cell from plain value dicts {"metric", "value", "extractor", "n", "extra"}."""
+def rows(ctx: Context, cell: Cell, values: List[Dict[str, Any]], *, snapshot: int = 0,
+         at: Optional[Dict[str, float]] = None) -> List[Measurement]:
+    """Store rows for one cell from plain value dicts {"metric", "value", "extractor", "n", "extra"}; ``snapshot``
+    (0 = the final evaluation) and ``at`` = {"step", "images", "train_seconds"} say where along training."""
+    at = at or {}
     return [Measurement(run_id=cell.run_id, model=cell.model, protocol=cell.protocol.name, dataset=cell.dataset,
                         budget=cell.cfg.budget, seed=cell.seed, metric=v["metric"], value=float(v["value"]),
                         extractor=v.get("extractor", ""), n_samples=int(v.get("n", 0)), config_hash=cell.cfg.hash(),
                         code_version=ctx.version, extra=v.get("extra", {}), cell_key=cell.cell_key,
-                        group_key=cell.group_key, extractor_id=cell.extractor_id if v.get("extractor") else "")
+                        group_key=cell.group_key, extractor_id=cell.extractor_id if v.get("extractor") else "",
+                        snapshot=snapshot, at_step=int(at.get("step", -1)), images_seen=int(at.get("images", -1)),
+                        train_seconds=float(at.get("train_seconds", -1.0)))
             for v in values]
+
+
+def snapshot_rows(ctx: Context, cell: Cell, result: TrainResult) -> List[Measurement]:
+    """The store rows of every snapshot the trainer recorded (``snapshots.json``)."""
+    out: List[Measurement] = []
+    for rec in result.snapshots:
+        out += rows(ctx, cell, rec["values"], snapshot=int(rec["snapshot"]), at=rec)
+    return out

@@ -30,8 +30,10 @@ BUDGETS: Dict[str, Layer] = {
     # a laptop: Adamax beta1 0.5 instead of the paper's 0.9: in the short digits runs it lowered the domain FID
     # of every adversarial model (GAN 2000 steps 3.33 -> 1.32, AV-GDE 4.05 -> 2.41, AV-ADE 3.5 -> 2.32) and left
     # the MLE models unchanged (VAE 4.89 -> 5.14, BPD equal); see models/README.md.
+    # snapshots: 8 along the main stage (FID/KID of 2,000 samples, BPD of 500 test images), the claims along them
     "cpu": {"train.batch_size": 64, "train.beta1": 0.5, "train.log_every": 25, "train.sample_every": 0,
-            "train.ckpt_every": 200, "train.val_every": 100, "eval.n_samples": 5000, "eval.iw_k": 0},
+            "train.ckpt_every": 200, "train.val_every": 100, "eval.n_samples": 5000, "eval.iw_k": 0,
+            "eval.snapshots": 8},
     # the paper (Appendix C): batch 64, Adamax 2e-3, 50k samples, IW-100 BPD, Inception features; a GPU
     "paper": {"train.steps": 200000, "train.batch_size": 64, "train.log_every": 100, "train.sample_every": 5000,
               "train.ckpt_every": 5000, "train.val_every": 5000, "train.val_images": 5000,
@@ -52,16 +54,19 @@ _CPU_GP = {"gp_weight": 10.0}
 #: (1.0-1.2x per step at 1x32x32) and bf16 training losses where the CPU has native bf16 (1.5-1.8x per step;
 #: test BPD and FID of a seed unchanged within the seed spread; evaluation stays fp32), benchmarks/README.md.
 #: Without native bf16 the same steps run in fp32 (another config hash), ~1.6x longer.  models/README.md.
+#: equal tuning: every adversarial model at 32x32 gets the same two time-scale rule (Heusel et al. 2017: G at a
+#: quarter of D's rate); before, only the GAN had it
+_TTUR = {"train.phase_lr": "gen=5e-4"}
 _CPU32 = {"train.steps": 1600, "train.batch_size": 32, "train.channels_last": True, "train.autocast": "auto"}
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     # ---- the GAN family (models/ade.py: GAN) ----
     "gan": {"smoke": {"width": 4, "enc_width": 4, "disc_width": 4, "z_dim": 8, "infer_steps": 2},
+            # the inference stage runs until its validation bound stops improving (3 checks of 100 steps), at
+            # most train.steps: BPD then compares generators, not inference budgets
             "cpu": {"width": 32, "enc_width": 32, "disc_width": 32, "z_dim": 32, **_CPU_GP,
-                    "train.steps": 2000, "infer_steps": 500},
-            # the two time-scale rule at 32x32: at equal rates the GAN's D scores fakes above reals for most of the
-            # run (the hybrids' D leads at equal rates, so they keep them); models/README.md
-            "cpu@32": {**_CPU32, "train.phase_lr": "gen=5e-4"}},
+                    "train.steps": 2000, "infer_steps": 20000, "train.plateau_patience": 3},
+            "cpu@32": {**_CPU32, **_TTUR}},
     # Table 6's residual D: half the paper's width (8) on 8x8 digits; at 32x32 the paper's 16, since width 8 died
     # (every ReLU off, GP exactly 1) in 3 of 5 500-step Fashion-MNIST runs and width 16 in none of 3, nor over
     # the full preset (gan-rd FID 28.2 -> 11.7, seed 0; models/README.md).  One rule: every rd model (gan-rd,
@@ -75,8 +80,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                     "iaf_hidden": 16, "flow_mid": 16, "flow_blocks": 2}},
     "vae": {"base": "ade", "cpu": {"train.steps": 2000}, "cpu@32": dict(_CPU32)},
     "vade": {"base": "ade", "cpu": {"train.steps": 600}, "cpu@32": dict(_CPU32)},
-    "avgde": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 600}, "cpu@32": dict(_CPU32)},
-    "avade": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 400}, "cpu@32": dict(_CPU32)},
+    "avgde": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 600}, "cpu@32": {**_CPU32, **_TTUR}},
+    "avade": {"base": "ade", "cpu": {**_CPU_GP, "train.steps": 400}, "cpu@32": {**_CPU32, **_TTUR}},
     "avade-rd": {"base": "avade", "smoke": {"disc_width": 2}, "cpu": {"disc_width": 8}, "cpu@32": {"disc_width": 16}},
     "avade-iaf-rd": {"base": "avade-rd"},
     "avade-wg-rd": {"base": "avade-rd", "smoke": {"width": 8}, "cpu": {"width": 64}},   # 2x decoder channels

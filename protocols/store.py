@@ -11,14 +11,20 @@ Identity.  A measurement belongs to a *cell*: (protocol, dataset and its content
 hash, extractor identity, seed), hashed into ``cell_key``; the same without the seed is its ``group_key``
 (the seeds of one configuration).  Sample counts are part of the config, so of both keys.  A protocol skips
 a cell only when its ``cell_key`` is complete in the store; tables and claims aggregate seeds by
-``group_key`` and never pool two configurations.
+``group_key`` and never pool two configurations.  A cell's rows are its latest evaluation: committing a cell
+replaces the rows stored under its ``cell_key`` (``--fresh`` re-measures, it never doubles).
 
 Tables
 ------
 ``measurements``: run_id, model, protocol, dataset, budget, seed, metric, value, extractor ('' when the
     metric needs none, e.g. BPD), n_samples, config_hash, code_version, created (ISO-8601 UTC), extra (JSON:
     anything else, e.g. std over splits, K of an importance-weighted bound), cell_key, group_key,
-    extractor_id (content identity of the feature extractor: weights hash or domain-net key).
+    extractor_id (content identity of the feature extractor: weights hash or domain-net key), snapshot (0: the
+    cell's final evaluation; i >= 1: its i-th snapshot along training, cheap metrics only), at_step, images_seen
+    and train_seconds (where along training the value was measured: optimisation step, training images seen by
+    all processes, seconds spent in training steps, evaluations excluded; -1 where unknown).  A snapshot row
+    belongs to the same cell and group as the final rows (the schedule is part of the config hash); tables,
+    claims and the completeness check read final rows only, curves read the snapshot rows.
 ``runs``: one row per trained (or evaluated) run: run_id, model, protocol, dataset, budget, seed, run_dir
     (sample grids / reconstructions / curves), config (JSON), config_hash, code_version, status ('running' |
     'done' | 'failed'), created, finished, cell_key, group_key, checkpoint (which checkpoint was evaluated).
@@ -82,6 +88,10 @@ ADDED_COLUMNS = (
     ("runs", "group_key", "TEXT NOT NULL DEFAULT ''"),
     ("runs", "checkpoint", "TEXT NOT NULL DEFAULT ''"),
     ("claims", "configs", "TEXT NOT NULL DEFAULT '{}'"),
+    ("measurements", "snapshot", "INTEGER NOT NULL DEFAULT 0"),
+    ("measurements", "at_step", "INTEGER NOT NULL DEFAULT -1"),
+    ("measurements", "images_seen", "INTEGER NOT NULL DEFAULT -1"),
+    ("measurements", "train_seconds", "REAL NOT NULL DEFAULT -1"),
 )
 INDEXES = """
 CREATE INDEX IF NOT EXISTS m_cell ON measurements(cell_key, metric);
@@ -91,7 +101,11 @@ CREATE INDEX IF NOT EXISTS m_where ON measurements(protocol, dataset, budget, mo
 
 MEASUREMENT_COLUMNS = ("run_id", "model", "protocol", "dataset", "budget", "seed", "metric", "value",
                        "extractor", "n_samples", "config_hash", "code_version", "created", "extra",
-                       "cell_key", "group_key", "extractor_id")
+                       "cell_key", "group_key", "extractor_id", "snapshot", "at_step", "images_seen",
+                       "train_seconds")
+#: the columns an older store may lack, with the value they mean there
+COLUMN_DEFAULTS = {"cell_key": "", "group_key": "", "extractor_id": "", "snapshot": 0, "at_step": -1,
+                   "images_seen": -1, "train_seconds": -1.0}
 CLAIM_STATUSES = ("reproduced", "not reproduced", "inconclusive")
 
 
@@ -122,6 +136,10 @@ class Measurement:
     cell_key: str = ""
     group_key: str = ""
     extractor_id: str = ""
+    snapshot: int = 0            # 0: final evaluation; i >= 1: the i-th snapshot along training
+    at_step: int = -1
+    images_seen: int = -1
+    train_seconds: float = -1.0
 
     def row(self) -> tuple:
         d = asdict(self)
@@ -292,9 +310,13 @@ class ResultsStore:
 
     def commit_cell(self, run_id: str, measurements: Iterable[Measurement], checkpoint: str = "") -> int:
         """Store a cell's rows and mark its run done in ONE transaction: a run is never 'done' without its
-        rows, and its rows are never stored for a run that is not done."""
+        rows, and its rows are never stored for a run that is not done.  The rows replace whatever was stored
+        under the same cell keys (a re-measured cell is stored once, with its newest values)."""
+        measurements = list(measurements)
         rows = self._rows(measurements)
-        self._transaction([(self._INSERT, rows),
+        keys = sorted({m.cell_key for m in measurements if m.cell_key})
+        self._transaction([("DELETE FROM measurements WHERE cell_key=?", [(k,) for k in keys]),
+                           (self._INSERT, rows),
                            ("UPDATE runs SET status='done', finished=?, checkpoint=? WHERE run_id=?",
                             [(utcnow(), checkpoint, run_id)])])
         return len(rows)
@@ -372,7 +394,7 @@ class ResultsStore:
         for r in rows:
             r["extra"] = json.loads(r["extra"] or "{}")
             for c in MEASUREMENT_COLUMNS:
-                r.setdefault(c, "")   # a read-only store of an older schema
+                r.setdefault(c, COLUMN_DEFAULTS.get(c, ""))   # a read-only store of an older schema
         return rows
 
     def runs(self) -> List[Dict[str, Any]]:
@@ -398,8 +420,8 @@ class ResultsStore:
 
     def has_cell(self, cell_key: str, metrics: Iterable[str]) -> bool:
         """True when every metric of the cell with this identity is stored."""
-        have = {r["metric"] for r in self.query("SELECT DISTINCT metric FROM measurements WHERE cell_key=?",
-                                                (cell_key,))}
+        have = {r["metric"] for r in self.query("SELECT DISTINCT metric FROM measurements WHERE cell_key=? AND "
+                                                "snapshot=0", (cell_key,))}
         return bool(cell_key) and set(metrics) <= have
 
     # ---- export -----------------------------------------------------------------

@@ -10,6 +10,17 @@ non-finite loss.  Data-parallel: batches are sharded by rank and gradients avera
 
 Resume is exact on CPU: the batch drawn at a step is a pure function of (seed, step, rank),
 and the torch RNG state (dequantisation noise, latent draws) is saved with every checkpoint.
+
+Snapshots (``eval.snapshots``): at evenly spaced steps of the main stage the trainer writes a checkpoint, then
+calls ``snapshot_hook(trainer)`` with the (averaged) model in eval mode and the training RNG set aside, and
+appends what it returns to ``snapshots.json`` (atomically) with the step, the training images seen and the
+seconds spent in training steps (``train_seconds``: evaluations and checkpoints excluded; kept in the
+checkpoint, so it survives a resume).  A run killed after a snapshot's checkpoint but before its record
+evaluates that snapshot again on resume; records past the checkpoint's step are dropped.
+
+A stage marked ``plateau`` (the GAN's inference stage) has its validation bound checked every
+``train.plateau_every`` steps (the curve goes to ``plateau.json``); with ``train.plateau_patience`` > 0 the
+stage stops after that many checks without an improvement of ``train.plateau_tol``.
 """
 from __future__ import annotations
 
@@ -19,7 +30,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -29,7 +40,7 @@ from common.progress import progress_bar
 from models.base import Batch, GenerativeModel, Stage, bits_per_dim
 
 from . import distributed as D
-from .config import RunConfig, parse_phase_lr
+from .config import RunConfig, parse_phase_lr, snapshot_steps
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,6 +80,10 @@ class TrainResult:
     step: int
     best_val_bpd: Optional[float] = None
     history: List[dict] = field(default_factory=list)
+    snapshots: List[dict] = field(default_factory=list)    # the records of snapshots.json
+    plateau: Dict[str, dict] = field(default_factory=dict)  # stage -> {"curve": [[step, bpd]], "stopped_at", ...}
+    train_seconds: float = 0.0
+    images_seen: int = 0
 
 
 def phase_lr(phase: str, tc) -> float:
@@ -120,8 +135,10 @@ def _set_rng_state(st: dict) -> None:
 class Trainer:
     def __init__(self, model: GenerativeModel, train_x: torch.Tensor, cfg: RunConfig, run_dir: Path, *,
                  train_y: Optional[torch.Tensor] = None, val_x: Optional[torch.Tensor] = None,
-                 sampler=None, device: Optional[torch.device] = None):
+                 sampler=None, device: Optional[torch.device] = None,
+                 snapshot_hook: Optional[Callable[["Trainer"], List[Dict[str, Any]]]] = None):
         self.cfg, self.tc = cfg, cfg.train
+        self.snapshot_hook = snapshot_hook
         self.run_dir = Path(run_dir)
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device)
@@ -146,6 +163,11 @@ class Trainer:
             self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.best_val: Optional[float] = None
         self.history: List[dict] = []
+        main = self.stages[0].steps if self.stages else 0
+        self.snapshot_at = snapshot_steps(main, cfg.eval.snapshots) if snapshot_hook is not None else []
+        self.snapshots: List[dict] = []
+        self.plateau: Dict[str, dict] = {}
+        self.train_seconds = 0.0
 
     # ---- checkpoints ------------------------------------------------------------------
     @property
@@ -162,7 +184,8 @@ class Trainer:
         st = {"step": self.step, "model": self.ema if self.ema is not None else self.model.state_dict(),
               "optim": {k: o.state_dict() for k, o in self.optims.items()}, "rng": _rng_state(),
               "config_hash": self.cfg.hash(), "model_name": self.cfg.model,
-              "best_val": -1.0 if self.best_val is None else self.best_val}
+              "best_val": -1.0 if self.best_val is None else self.best_val, "train_seconds": self.train_seconds,
+              "plateau": json.dumps(self.plateau)}
         if self.ema is not None:
             st["model_train"] = self.model.state_dict()
         return st
@@ -189,6 +212,8 @@ class Trainer:
         _set_rng_state(ck["rng"])
         self.step = int(ck["step"])
         self.best_val = None if ck.get("best_val", -1.0) < 0 else float(ck["best_val"])
+        self.train_seconds = float(ck.get("train_seconds", 0.0))
+        self.plateau = json.loads(ck.get("plateau", "{}"))
         return True
 
     # ---- the loop -----------------------------------------------------------------------
@@ -262,14 +287,19 @@ class Trainer:
         """Train to the end (or to ``stop_at`` steps, which simulates an interruption)."""
         torch.manual_seed(self.cfg.seed * 7919 + D.rank())
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not (resume and self.resume()):
+        resumed = resume and self.resume()
+        if not resumed:
             D.broadcast_module(self.model)
+        self._load_snapshots()
+        if self.step in self.snapshot_at and not any(r["step"] == self.step for r in self.snapshots):
+            self._snapshot()   # killed between a snapshot's checkpoint and its record
         end = self.total if stop_at is None else min(stop_at, self.total)
         bar = self._bar(end)
         window: Dict[str, List[float]] = {}
         t0, seen = time.perf_counter(), 0
         self.model.train()
         while self.step < end:
+            t_step = time.perf_counter()
             stage = self._stage_at(self.step)
             batch = self._batch(self.step)
             for phase in stage.phases:
@@ -280,6 +310,7 @@ class Trainer:
                 D.broadcast_module(self.model)
             if self.ema is not None:
                 self._update_ema()
+            self.train_seconds += time.perf_counter() - t_step
             seen += batch.x.shape[0] * D.world_size()
             if bar is not None:
                 bar.update(1)
@@ -288,13 +319,82 @@ class Trainer:
                 self._log(stage, window, rate, bar)
                 window, t0, seen = {}, time.perf_counter(), 0
             self._periodic(end)
+            if self.step in self.snapshot_at:
+                self.save()          # the snapshot's checkpoint first: resume never trains past an evaluated point
+                self._snapshot()
+            if stage.plateau:
+                self._plateau_check(stage)
         if bar is not None:
             bar.close()
         self.save()
         if self.step >= self.total and self.tc.sample_every >= 0:
             self.save_samples(self.run_dir / "samples" / f"step_{self.step:07d}.png")
         best = self.best_path if self.best_path.exists() else None
-        return TrainResult(self.run_dir, self.last_path, best, self.step, self.best_val, self.history)
+        return TrainResult(self.run_dir, self.last_path, best, self.step, self.best_val, self.history,
+                           list(self.snapshots), dict(self.plateau), self.train_seconds, self.images_seen())
+
+    # ---- snapshots and plateaus ---------------------------------------------------------------------
+    def images_seen(self, step: Optional[int] = None) -> int:
+        """Training images drawn by all processes up to ``step`` (default: now)."""
+        return (self.step if step is None else step) * self.tc.batch_size * D.world_size()
+
+    @property
+    def snapshots_path(self) -> Path:
+        return self.run_dir / "snapshots.json"
+
+    def _load_snapshots(self) -> None:
+        self.snapshots = []
+        if self.snapshot_at and self.snapshots_path.exists():
+            try:
+                records = json.loads(self.snapshots_path.read_text())
+            except json.JSONDecodeError:
+                records = []       # written atomically, so only a foreign file; its snapshots are evaluated anew
+            self.snapshots = [r for r in records if isinstance(r, dict) and r.get("step", 1 << 62) <= self.step]
+
+    def _snapshot(self) -> None:
+        """Evaluate the hook on the current weights (averaged under ``train.ema``) and record it."""
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            self.model.eval()
+            with self.averaged():
+                values = self.snapshot_hook(self)
+            self.model.train()
+        rec = {"snapshot": self.snapshot_at.index(self.step) + 1, "of": len(self.snapshot_at), "step": self.step,
+               "images": self.images_seen(), "train_seconds": round(self.train_seconds, 3),
+               "eval_seconds": round(time.perf_counter() - t0, 3), "values": values}
+        self.snapshots = [r for r in self.snapshots if r["step"] != self.step] + [rec]
+        if D.is_main():
+            atomic_write(self.snapshots_path, json.dumps(self.snapshots, indent=1, default=float))
+
+    def _stage_start(self, stage: Stage) -> int:
+        start = 0
+        for st in self.stages:
+            if st is stage:
+                return start
+            start += st.steps
+        return start
+
+    def _plateau_check(self, stage: Stage) -> None:
+        """Every ``plateau_every`` steps of a plateau stage: its validation bound; stop the stage on a plateau."""
+        start = self._stage_start(stage)
+        local = self.step - start
+        if local % self.tc.plateau_every != 0 or local >= stage.steps:
+            return
+        bpd = self._val_bpd()
+        if bpd is None:
+            return
+        st = self.plateau.setdefault(stage.name, {"curve": [], "best": None, "since": 0, "stopped_at": None,
+                                                  "budget": stage.steps})
+        st["curve"].append([local, bpd])
+        if st["best"] is None or bpd < st["best"] - self.tc.plateau_tol:
+            st["best"], st["since"] = bpd, 0
+        else:
+            st["since"] += 1
+        if D.is_main():
+            atomic_write(self.run_dir / "plateau.json", json.dumps(self.plateau, indent=1))
+        if self.tc.plateau_patience > 0 and st["since"] >= self.tc.plateau_patience:
+            st["stopped_at"] = local
+            self.step = start + stage.steps      # the rest of the stage is skipped (the loop ends or moves on)
 
     def _periodic(self, end: int) -> None:
         s, tc = self.step, self.tc
@@ -324,8 +424,8 @@ class Trainer:
 
     # ---- evaluation hooks ---------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self) -> Optional[float]:
-        """Validation BPD (single-sample bound); keeps ``best.pt`` at the best value."""
+    def _val_bpd(self) -> Optional[float]:
+        """Single-sample bound on the first ``val_images`` validation images (fixed noise), or None."""
         if self.val_x is None or len(self.val_x) == 0:
             return None
         rng = torch.get_rng_state()  # validation must not perturb the training RNG stream
@@ -339,7 +439,13 @@ class Trainer:
         if nll is None:
             return None
         spec = self.model.data
-        bpd = float(bits_per_dim(nll.mean(), spec.dims, spec.levels))
+        return float(bits_per_dim(nll.mean(), spec.dims, spec.levels))
+
+    def validate(self) -> Optional[float]:
+        """Validation BPD (single-sample bound); keeps ``best.pt`` at the best value."""
+        bpd = self._val_bpd()
+        if bpd is None:
+            return None
         rec = {"step": self.step, "val_bpd": bpd}
         self.history.append(rec)
         if D.is_main():
