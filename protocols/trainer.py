@@ -390,11 +390,11 @@ class Trainer:
             st["best"], st["since"] = bpd, 0
         else:
             st["since"] += 1
-        if D.is_main():
-            atomic_write(self.run_dir / "plateau.json", json.dumps(self.plateau, indent=1))
         if self.tc.plateau_patience > 0 and st["since"] >= self.tc.plateau_patience:
             st["stopped_at"] = local
             self.step = start + stage.steps      # the rest of the stage is skipped (the loop ends or moves on)
+        if D.is_main():
+            atomic_write(self.run_dir / "plateau.json", json.dumps(self.plateau, indent=1))
 
     def _periodic(self, end: int) -> None:
         s, tc = self.step, self.tc

@@ -18,7 +18,7 @@ def test_run_protocol_then_build_the_page(tmp_path):
     assert res.table["real"]["fid"]["n"] == 2 and "bpd" not in res.table["real"]      # the real-data floor row
     assert res.table["vae"]["bpd"]["n"] == 2 and res.configs["vae"] == ResultsStore(
         tmp_path / "r.sqlite").measurements(model="vae")[0]["config_hash"]
-    assert len(res.claims) == 5 and all(c["configs"]["vae"] == res.configs["vae"] for c in res.claims)
+    assert len(res.claims) == 6 and all(c["configs"]["vae"] == res.configs["vae"] for c in res.claims)
     page = build(res.store_path, tmp_path / "site")
     assert page.exists() and "vae" in page.read_text()
 
@@ -54,7 +54,7 @@ def test_an_override_that_fits_only_the_run_s_models_does_not_fail_the_claims(tm
     res = run_protocol("ablation", models=["gan"], budget="smoke", seeds=1, results=tmp_path / "r.sqlite",
                        out=tmp_path / "runs", overrides=over, progress=False)
     assert [(c.model, c.status) for c in res.cells] == [("gan", "done"), ("real", "done")]
-    assert len(res.claims) == 5 and "vae" not in res.claims[0]["configs"]
+    assert len(res.claims) == 6 and "vae" not in res.claims[0]["configs"]
     gan_vs_vae = next(c for c in res.claims if c["id"] == "gan-vs-vae")
     assert gan_vs_vae["status"] == "inconclusive"
     models = {c.model for c in claim_configs(PROTOCOLS.get("ablation"), {"gan"}, 0, dataset="digits",

@@ -103,9 +103,11 @@ def test_fashion_mnist_cpu_presets_apply_one_rule_to_table_1():
     assert all(c.train.autocast == ("bf16" if native_bf16(c.train.device) else "off") for c in cfgs.values())
     assert {(c.model_cfg.width, c.model_cfg.z_dim) for c in cfgs.values()} == {(32, 32)}
     assert {c.model_cfg.gp_weight for n, c in cfgs.items() if n in ("gan", "avgde", "avade")} == {10.0}
-    # the discriminators train at lr 2e-3 everywhere; only the GAN's generator is slower (two time-scales)
+    # equal tuning: the discriminators train at lr 2e-3 everywhere and every adversarial model's generator at a
+    # quarter of it (the two time-scale rule), not only the GAN's
     assert {c.train.lr for c in cfgs.values()} == {2e-3}
-    assert {n: c.train.phase_lr for n, c in cfgs.items() if c.train.phase_lr} == {"gan": "gen=5e-4"}
+    assert {n: c.train.phase_lr for n, c in cfgs.items() if c.train.phase_lr} == \
+        {"gan": "gen=5e-4", "avgde": "gen=5e-4", "avade": "gen=5e-4"}
     assert resolve("gan-rd", budget="cpu", dataset="fashion-mnist").train.phase_lr == "gen=5e-4"
     assert resolve("gan", budget="cpu", dataset="digits").train.phase_lr == ""     # 8x8 keeps equal rates
     assert resolve("avade", budget="cpu", dataset="digits").train.steps == 400     # 8x8 keeps its presets
