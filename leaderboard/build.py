@@ -63,10 +63,12 @@ class LeaderboardError(ValueError):
 
 # ---- reading the store (never writing it) -----------------------------------------------------------
 def _read(store: ResultsStore) -> Dict[str, list]:
+    """Final measurements (the tables), snapshot measurements (the learning curves), runs and latest claims."""
     measurements = store.measurements()      # first: every row read here has its run in the runs read next
     runs = store.runs()
-    return {"measurements": with_run_provenance(measurements, runs), "runs": runs,
-            "claims": store.claims(latest_only=True)}
+    rows = with_run_provenance(measurements, runs)
+    return {"measurements": [m for m in rows if not m.get("snapshot")], "runs": runs,
+            "claims": store.claims(latest_only=True), "snapshots": [m for m in rows if m.get("snapshot")]}
 
 
 def _read_snapshot(path: Path) -> Dict[str, list]:
@@ -87,7 +89,7 @@ def _read_snapshot(path: Path) -> Dict[str, list]:
 def load_store(results_path: Path) -> Dict[str, list]:
     """Measurements, runs and latest claims; a store file that does not exist yet means no results."""
     if not results_path.exists():
-        return {"measurements": [], "runs": [], "claims": []}
+        return {"measurements": [], "runs": [], "claims": [], "snapshots": []}
     if not results_path.is_file():
         raise LeaderboardError(f"results store {results_path} is a folder, not a file; pass --results "
                                f"PATH/TO/results.sqlite")
@@ -201,6 +203,45 @@ def steps_figure(table: Table, out_dir: Path) -> Optional[dict]:
                        "(error bars = std over seeds); a one-pass model costs one network evaluation."}
 
 
+def curve_figures(snapshots: List[dict], out_dir: Path, configs: Dict[str, tuple]) -> Dict[str, List[dict]]:
+    """dataset -> learning-curve plots, one per (protocol, budget, extractor): FID and BPD at each snapshot against
+    training images seen and against training seconds, one line per configuration (mean over seeds, band =
+    range over seeds)."""
+    groups: Dict[tuple, Dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    extractors: Dict[tuple, set] = defaultdict(set)
+    for m in snapshots:
+        if m["metric"] in (keys.FID, keys.BPD) and m["model"] != "real" and m.get("images_seen", -1) >= 0:
+            key = (m["dataset"], m["protocol"], m["budget"])
+            groups[key][m.get("group_key") or m["config_hash"]].append(m)
+            if m["extractor"]:
+                extractors[key].add(m["extractor"])
+    out: Dict[str, List[dict]] = defaultdict(list)
+    for (dataset, protocol, budget), by_group in sorted(groups.items()):
+        labels = cfgs.diff_labels({g: (protocol, rows[0]["model"]) for g, rows in by_group.items()}, configs)
+        series = []
+        for g, rows in sorted(by_group.items(), key=lambda kv: kv[1][0]["model"]):
+            points: Dict[str, Dict[int, list]] = defaultdict(lambda: defaultdict(list))
+            for r in rows:
+                points[r["metric"]][r["snapshot"]].append(r)
+            curves = {}
+            for metric, per in points.items():
+                idx = sorted(per)
+                curves[metric] = [(sum(r["images_seen"] for r in per[i]) / len(per[i]),
+                                   sum(r["train_seconds"] for r in per[i]) / len(per[i]),
+                                   [r["value"] for r in per[i]]) for i in idx]
+            series.append((cfgs.label_for(g, labels, rows[0]["model"]), curves))
+        rel = gallery.media_name("curves", dataset, protocol, budget)
+        ext = ", ".join(sorted(extractors[(dataset, protocol, budget)])) or "?"
+        title = f"{dataset} / {protocol} / {budget} / FID features: {ext}"
+        figures.curves_png(series, out_dir / rel, title)
+        out[dataset].append({"src": rel, "alt": f"learning curves, {title}",
+                             "caption": f"{title}: FID (snapshot samples) and held-out BPD (snapshot subset) at "
+                                        "each snapshot, against training images seen (left) and seconds of "
+                                        "training steps (right, the equal-compute view); line = mean over seeds, "
+                                        "band = range over seeds."})
+    return out
+
+
 def prd_figures(media: List[gallery.RunMedia], out_dir: Path, configs: Dict[str, tuple]) -> Dict[str, List[dict]]:
     """dataset -> PRD plots, one per (extractor, extractor id, budget, protocol), one curve per configuration."""
     groups: Dict[tuple, List[gallery.RunMedia]] = defaultdict(list)
@@ -245,10 +286,11 @@ def _card(m: gallery.RunMedia, labels: Dict[str, tuple]) -> dict:
 
 
 def dataset_sections(tables: List[Table], media: List[gallery.RunMedia], out_dir: Path,
-                     configs: Dict[str, tuple]) -> List[dict]:
+                     configs: Dict[str, tuple], snapshots: Optional[List[dict]] = None) -> List[dict]:
     prd = prd_figures(media, out_dir, configs)
+    curves = curve_figures(snapshots or [], out_dir, configs)
     cards = gallery_view(media, configs)
-    names = sorted({t.dataset for t in tables} | set(prd) | set(cards))
+    names = sorted({t.dataset for t in tables} | set(prd) | set(cards) | set(curves))
     sections = []
     for ds in names:
         tabs = []
@@ -258,7 +300,8 @@ def dataset_sections(tables: List[Table], media: List[gallery.RunMedia], out_dir
                 tabs.append({"table": views.table_view(t, PAPER_ROWS), "figure": table_figure(t, out_dir),
                              "steps": steps_figure(t, out_dir)})
         sections.append({"id": views.slug("ds", ds), "title": views.dataset_label(ds), "dataset": ds,
-                         "tables": tabs, "prd": prd.get(ds, []), "gallery": cards.get(ds, [])})
+                         "tables": tabs, "prd": prd.get(ds, []), "gallery": cards.get(ds, []),
+                         "curves": curves.get(ds, [])})
     return sections
 
 
@@ -314,7 +357,8 @@ def build(results_path: str | os.PathLike = DEFAULT_RESULTS, out_dir: str | os.P
         data = load_store(results_path)          # inside the lock: the last build reads every committed row
         configs = cfgs.configs_by_group(data["runs"])
         media = gallery.collect_media(data["runs"], data["measurements"], out_dir)
-        sections = dataset_sections(group_tables(aggregate(data["measurements"])), media, out_dir, configs)
+        sections = dataset_sections(group_tables(aggregate(data["measurements"])), media, out_dir, configs,
+                                    data["snapshots"])
         html = render({"sections": sections, "claims": views.claim_views(data["claims"]),
                        "reference": views.reference_views(PAPER_ROWS, MODERN_ROWS + FASHION_ROWS), "generated": utcnow(),
                        "store": str(results_path), "store_exists": results_path.exists(), "first_run": FIRST_RUN,
@@ -327,7 +371,7 @@ def build(results_path: str | os.PathLike = DEFAULT_RESULTS, out_dir: str | os.P
 def _linked_images(sections: List[dict], media: List[gallery.RunMedia]) -> set:
     keep = {rel for m in media for rel in m.images.values()}
     for s in sections:
-        keep |= {f["src"] for f in s["prd"]}
+        keep |= {f["src"] for f in s["prd"]} | {f["src"] for f in s.get("curves", [])}
         keep |= {t[k]["src"] for t in s["tables"] for k in ("figure", "steps") if t.get(k)}
     return keep
 

@@ -133,3 +133,30 @@ def load_prd_curve(path: Path) -> Tuple[List[float], List[float]]:
         raise ValueError(f"{path}: 'precision' and 'recall' must be equal-length non-empty lists of finite "
                          "numbers; rewrite or delete it")
     return [float(v) for v in prec], [float(v) for v in rec]
+
+
+def curves_png(series, path: Path, title: str) -> None:
+    """Learning curves: ``series`` = [(label, {metric: [(images, seconds, [values over seeds])]})]; a 2x2 grid of
+    FID and BPD against training images seen and against training seconds (mean line, range band)."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9.0, 6.4), dpi=100, layout="constrained")
+    axes = fig.subplots(2, 2)
+    for row, (metric, name) in enumerate((("fid", "FID"), ("bpd", "BPD (held-out subset)"))):
+        for col, (xi, xlabel) in enumerate(((0, "training images seen"), (1, "seconds of training steps"))):
+            ax = axes[row][col]
+            for k, (label, curves) in enumerate(series):
+                pts = curves.get(metric)
+                if not pts:
+                    continue
+                xs = [p[xi] for p in pts]
+                means = [sum(p[2]) / len(p[2]) for p in pts]
+                color = f"C{k % 10}"
+                ax.plot(xs, means, marker="o", ms=3, color=color, label=_safe_label(label))
+                ax.fill_between(xs, [min(p[2]) for p in pts], [max(p[2]) for p in pts], color=color, alpha=0.15)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.suptitle(_safe_label(title), fontsize=9)
+    _save(fig, path)

@@ -83,7 +83,7 @@ class TrainResult:
     snapshots: List[dict] = field(default_factory=list)    # the records of snapshots.json
     plateau: Dict[str, dict] = field(default_factory=dict)  # stage -> {"curve": [[step, bpd]], "stopped_at", ...}
     train_seconds: float = 0.0
-    images_seen: int = 0
+    images_seen: int = 0             # training images of the main stage (a later inference stage fits a bound)
 
 
 def phase_lr(phase: str, tc) -> float:
@@ -331,7 +331,8 @@ class Trainer:
             self.save_samples(self.run_dir / "samples" / f"step_{self.step:07d}.png")
         best = self.best_path if self.best_path.exists() else None
         return TrainResult(self.run_dir, self.last_path, best, self.step, self.best_val, self.history,
-                           list(self.snapshots), dict(self.plateau), self.train_seconds, self.images_seen())
+                           list(self.snapshots), dict(self.plateau), self.train_seconds,
+                           self.images_seen(min(self.step, self.stages[0].steps if self.stages else 0)))
 
     # ---- snapshots and plateaus ---------------------------------------------------------------------
     def images_seen(self, step: Optional[int] = None) -> int:
