@@ -148,6 +148,9 @@ OMP_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if args.resume and args.fresh:
+        parser().error("--resume continues a cell's training from its checkpoint and --fresh retrains it from "
+                       "scratch: pass one of them")
     if "torch" not in sys.modules and not any(k in os.environ for k in OMP_CHOICES):
         os.environ.update(OMP_DEFAULTS)
     return run_main(lambda: _main(args), debug=args.debug,

@@ -99,3 +99,10 @@ def test_cli_limits_openmp_spinning_unless_told_otherwise(tmp_path, preset, expe
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == f"policy {expected} torch True"
+
+
+def test_resume_and_fresh_together_are_refused_with_exit_2(capsys):
+    from protocols.run import main
+    with pytest.raises(SystemExit) as e:
+        main(["--resume", "--fresh", "--dry-run"])
+    assert e.value.code == 2 and "pass one of them" in capsys.readouterr().err

@@ -172,3 +172,21 @@ def test_a_plateau_stop_survives_resume(tmp_path):
     again = _gan_trainer(tmp_path, **over).fit(resume=True)
     st = again.plateau["inference"]
     assert again.step == 120 and [s for s, _ in st["curve"]] == [10, 20, 30] and st["stopped_at"] == 30
+
+
+def test_the_page_shows_learning_curves_and_verdicts_along_training_and_tables_only_final_rows(tmp_path):
+    from leaderboard.build import build, load_store
+    store = _store_with_two_schedules(tmp_path)
+    store.add([Measurement(run_id="g40", model="vae", protocol="ablation", dataset="digits", budget="cpu", seed=0,
+                           metric="fid", value=7.25, n_samples=50, cell_key="g4-0", group_key="g4",
+                           extractor="domain")])
+    series, seen = _flipping_series()
+    evidence = {"comparisons": [], "along_training": along_training(beats("gan", "vae", "fid"), series, seen, 8)}
+    store.add_claim(protocol="ablation", dataset="digits", budget="cpu", claim_id="c", text="gan beats vae",
+                    status="inconclusive", evidence=evidence)
+    html = build(tmp_path / "r.sqlite", tmp_path / "site").read_text()
+    assert "Learning curves" in html and "along training: reproduced up to 40k images, flips" in html
+    assert list((tmp_path / "site" / "img").glob("curves-*.png"))
+    data = load_store(tmp_path / "r.sqlite")
+    assert [m["value"] for m in data["measurements"]] == [7.25]     # tables: the final row only
+    assert len(data["snapshots"]) == 8 and "7.25" in html
