@@ -268,12 +268,12 @@ def convention_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, own:
     import dataclasses
     from .pipeline import sample_images
     mode = getattr(model.cfg, "sample_noise", None)
-    main = [v for v in own if v["metric"] == K.FID]
-    if mode not in ("mean", "gaussian") or not main:
+    if mode not in ("mean", "gaussian"):
         return []
     key = {"mean": K.FID_MEAN, "gaussian": K.FID_NOISE}
     other = "gaussian" if mode == "mean" else "mean"
-    out = [{**main[0], "metric": key[mode], "extra": {**main[0]["extra"], "sample_noise": mode, "own": True}}]
+    out = [{**v, "metric": key[mode], "extra": {**v["extra"], "sample_noise": mode, "own": True}}
+           for v in own if v["metric"] == K.FID]             # rank 0 holds it; every rank samples below
     default = model.cfg
     try:
         model.cfg = dataclasses.replace(default, sample_noise=other)

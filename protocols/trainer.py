@@ -355,7 +355,7 @@ class Trainer:
     def _snapshot(self) -> None:
         """Evaluate the hook on the current weights (averaged under ``train.ema``) and record it."""
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
             self.model.eval()
             with self.averaged():
                 values = self.snapshot_hook(self)
