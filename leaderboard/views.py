@@ -355,16 +355,14 @@ def claim_views(claims: List[dict]) -> List[dict]:
 
 def along_view(evidence: object) -> Optional[dict]:
     """The claim's verdict at each snapshot along training: its one-line trajectory and one badge per snapshot
-    (where: training images seen, or the snapshot's fraction of each run when the models saw unequal counts)."""
+    (where: training images seen, or the snapshot's fraction of each run when the models saw unequal counts, as
+    the driver named it)."""
     along = evidence.get("along_training") if isinstance(evidence, dict) else None
     if not isinstance(along, dict) or not along.get("points"):
         return None
-    def images_text(n: float) -> str:
-        return f"{n / 1e6:.2g}M" if n >= 1e6 else (f"{n / 1e3:.3g}k" if n >= 1e3 else f"{int(n)}")
     points = []
     for p in along["points"]:
-        where = (f"{images_text(p['images'])} img" if p.get("images") is not None
-                 else f"{p.get('snapshot')}/{p.get('of')}")
+        where = str(p.get("where") or f"snapshot {p.get('snapshot')}")   # the driver names each point
         gap = f"; gap {scalar_text(p['gap'])}" if isinstance(p.get("gap"), (int, float)) else ""
         points.append({"where": where, "status": p.get("status", ""), "title": f"{where}: {p.get('status')}{gap}",
                        "cls": "st-" + re.sub(r"[^a-z]+", "-", str(p.get("status", "")).lower()).strip("-")})

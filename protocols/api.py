@@ -30,7 +30,7 @@ from . import distributed as D
 from . import tables  # noqa: F401  (registers the paper's protocols)
 from .base import PROTOCOLS, Context, Protocol
 from .cells import floor_cell
-from .claims import FLOOR, Values, at_snapshot, trajectory
+from .claims import FLOOR, Values, at_snapshot, trajectory, where
 from .config import BUDGETS, ConfigError, RunConfig, has_key, resolve, split_override
 from .datasets import load_dataset
 from .pipeline import Cell, extractor_identity
@@ -276,9 +276,10 @@ def along_training(claim, series: Dict[int, Values], seen: Dict[int, dict], n_sn
         models = {m for c in res["comparisons"] for m in (c["better"], c["worse"]) if m != FLOOR}
         imgs = {m: seen.get(i, {}).get(m) for m in sorted(models)}
         same = len({v for v in imgs.values()}) == 1 and None not in imgs.values()
-        points.append({"snapshot": i, "of": n_snapshots, "images": next(iter(imgs.values())) if same else None,
-                       "images_by_model": imgs, "status": res["status"], "gap": res["comparisons"][0].get("gap"),
-                       "detail": res})
+        point = {"snapshot": i, "of": n_snapshots, "images": next(iter(imgs.values())) if same else None,
+                 "images_by_model": imgs, "status": res["status"], "gap": res["comparisons"][0].get("gap"),
+                 "detail": res}
+        points.append({**point, "where": where(point)})
     if not points:
         return None
     return {"points": points, "summary": trajectory(points), "metrics": list(SNAPSHOT_METRICS)}

@@ -119,8 +119,7 @@ def floor_cell(ctx: Context, cell: Cell) -> CellOutput:
     if D.is_main() and cfg.eval.snapshots > 0:   # the floor at a snapshot's sample count, beside every snapshot
         m = cfg.eval.snapshot_samples
         sub = idx[:m] if m <= n else torch.randint(len(train_x), (m,), generator=g)
-        snaps = [v for v in sample_metrics(ctx, cfg, train_x[sub], None, {K.FID, K.KID})
-                 if v["metric"] in (K.FID, K.KID)]
+        snaps = sample_metrics(ctx, cfg, train_x[sub], None, {K.FID, K.KID})
     for v in values + snaps:
         v["extra"] = {**v["extra"], "floor": "real train images", "with_replacement": replace,
                       "train_images": len(train_x)}

@@ -222,17 +222,18 @@ def images_text(n: Optional[float]) -> str:
     return f"{n / 1e6:.2g}M" if n >= 1e6 else (f"{n / 1e3:.3g}k" if n >= 1e3 else f"{int(n)}")
 
 
+def where(p: dict) -> str:
+    """Where along training a claim point is: training images seen (equal for the models compared), else the
+    snapshot's fraction of each run."""
+    return (f"{images_text(p['images'])} images" if p.get("images") is not None
+            else f"snapshot {p['snapshot']}/{p.get('of', '?')}")
+
+
 def trajectory(points: List[dict]) -> str:
-    """One line for a claim's verdicts along training. ``points``: [{"snapshot", "images", "status", "gap"}] in
-    order, ``images`` a number (training images seen, equal for the models compared) or None (unequal: the
-    point is named by its fraction of each run, ``snapshot``/``of``)."""
+    """One line for a claim's verdicts along training. ``points``: [{"snapshot", "of", "images", "status", "gap"}]
+    in order, ``images`` a number (training images seen, equal for the models compared) or None (unequal)."""
     if not points:
         return "not evaluated along training"
-
-    def where(p: dict) -> str:
-        return (f"{images_text(p['images'])} images" if p.get("images") is not None
-                else f"snapshot {p['snapshot']}/{p.get('of', '?')}")
-
     flips = [(p0, p1) for p0, p1 in zip(points, points[1:]) if p1["status"] != p0["status"]]
     if not flips:
         text = f"{points[0]['status']} at every snapshot ({where(points[0])} to {where(points[-1])})"

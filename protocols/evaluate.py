@@ -256,14 +256,14 @@ def snapshot_values(ctx: Context, cfg: RunConfig, model: GenerativeModel) -> Lis
     fake = sample_images(model, cfg.eval.snapshot_samples, cfg.eval.batch_size)
     if D.is_main():
         fake = quantize(fake, ctx.dataset.levels)
-        out += [v for v in sample_metrics(ctx, cfg, fake, None, {K.FID, K.KID}) if v["metric"] in (K.FID, K.KID)]
+        out += sample_metrics(ctx, cfg, fake, None, {K.FID, K.KID})
     return out
 
 
 def convention_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, own: List[Dict[str, Any]]
                       ) -> List[Dict[str, Any]]:
     """For a model that can decode its samples with or without the decoder's noise (``sample_noise``): FID under
-    both conventions, ``fid_mean`` and ``fid_noise``, from the same latents and count as its main FID (which is
+    both conventions, ``fid_mean`` and ``fid_noise``, from the same seed and count as its main FID (which is
     the one under its own convention, copied here)."""
     import dataclasses
     from .pipeline import sample_images
