@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, stdev
@@ -29,21 +28,13 @@ from common.memory import keep_freed_memory
 from . import distributed as D
 from . import tables  # noqa: F401  (registers the paper's protocols)
 from .base import PROTOCOLS, Context, Protocol
-from .cells import floor_cell
 from .claims import FLOOR, Values, at_snapshot, trajectory, where
 from .config import BUDGETS, ConfigError, RunConfig, has_key, resolve, split_override
 from .datasets import load_dataset
+from .executors import ExecutorOptions
 from .pipeline import Cell, extractor_identity
+from .scheduler import CellOutcome, run_cells
 from .store import ResultsStore
-
-
-@dataclass
-class CellOutcome:
-    model: str
-    seed: int
-    status: str                  # done | skipped (already stored) | failed
-    values: Dict[str, float] = field(default_factory=dict)
-    error: str = ""
 
 
 @dataclass
@@ -318,22 +309,25 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
                  budget: str = "cpu", seed: int = 0, seeds: Optional[int] = None,
                  data_root: Optional[str] = None, download: bool = False, results: Optional[Path] = None,
                  out: Optional[Path] = None, overrides: Optional[Dict[str, str]] = None, resume: bool = False,
-                 fresh: bool = False, progress: bool = True, debug: bool = False) -> ProtocolResult:
+                 fresh: bool = False, progress: bool = True, debug: bool = False,
+                 executor: Optional[ExecutorOptions] = None) -> ProtocolResult:
     """Run (or complete) one protocol; see the module docstring.  Torch's thread count is restored after.
-    The process keeps the memory it frees (``common.memory.keep_freed_memory``: fewer page faults per step)."""
+    The process keeps the memory it frees (``common.memory.keep_freed_memory``: fewer page faults per step).
+    ``executor`` runs the cells through submitit or Ray (:mod:`protocols.executors`); default: here."""
     import torch
     keep_freed_memory()
     threads = torch.get_num_threads()
     try:
         return _run_protocol(protocol, models=models, dataset=dataset, budget=budget, seed=seed, seeds=seeds,
                              data_root=data_root, download=download, results=results, out=out,
-                             overrides=overrides, resume=resume, fresh=fresh, progress=progress, debug=debug)
+                             overrides=overrides, resume=resume, fresh=fresh, progress=progress, debug=debug,
+                             executor=executor.check() if executor is not None else None)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_root, download, results, out,
-                  overrides, resume, fresh, progress, debug) -> ProtocolResult:
+                  overrides, resume, fresh, progress, debug, executor) -> ProtocolResult:
     p = PROTOCOLS.get(protocol)
     n_seeds = seeds if seeds is not None else p.seeds
     if n_seeds < 1:
@@ -352,13 +346,15 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     preflight_data(p, ds, cfgs)
     store = ResultsStore(results or default_results())
     out_dir = usable_dir(Path(out or default_out()), "--out")
-    ctx = Context(dataset=ds, budget=budget, store=store, out_dir=out_dir, device=device,
-                  overrides=dict(overrides or {}), resume=resume, cache_dir=usable_dir(default_cache(out_dir), "cache"),
-                  progress=progress)
+    ctx = Context(dataset=ds, budget=budget, store=store, out_dir=out_dir, device=device, resume=resume,
+                  cache_dir=usable_dir(default_cache(out_dir), "cache"), progress=progress)
     cells = [Cell(p, c.model, c.seed, c, ds.name, ds.content_hash, extractor_identity(ctx, p, c)) for c in cfgs]
     claim_cfgs = claim_configs(p, {c.model for c in cfgs}, seed, dataset=dataset, budget=budget,
                                overrides=overrides, world=world)     # before training: nothing fails after it
-    outcomes = _run_cells(p, ctx, cells, fresh=fresh, debug=debug)
+    task_args = {"dataset": dataset, "data_root": data_root, "download": download, "out_dir": str(out_dir.resolve()),
+                 "cache_dir": str(ctx.cache_dir.resolve()), "resume": resume, "progress": False,
+                 "env": {k: v for k, v in os.environ.items() if k.startswith("AVADE_")}}
+    outcomes = run_cells(p, ctx, cells, fresh=fresh, debug=debug, executor=executor, task_args=task_args)
     groups = {c.model: c.group_key for c in cells}
     for c in claim_cfgs:  # models of the claims that this run did not train: the same configuration rules
         groups.setdefault(c.model, Cell(p, c.model, c.seed, c, ds.name, ds.content_hash,
@@ -371,84 +367,3 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     table = summarise(stored_values(store, {m: groups[m] for m in configs}))
     D.barrier()
     return ProtocolResult(p.name, ds.name, budget, outcomes, claims, table, configs, store.path)
-
-
-def _run_cells(p: Protocol, ctx: Context, cells: List[Cell], *, fresh: bool, debug: bool) -> List[CellOutcome]:
-    """Each cell once: skip stored ones, claim the rest; cells another process is training are waited for at
-    the end (and then skipped if it stored them)."""
-    outcomes: Dict[int, CellOutcome] = {}
-    deferred = []
-    for i, cell in enumerate(cells):
-        outcome = _try_cell(p, ctx, cell, fresh=fresh, debug=debug, wait=False)
-        if outcome is None:
-            deferred.append(i)
-        else:
-            outcomes[i] = outcome
-    for i in deferred:
-        outcomes[i] = _try_cell(p, ctx, cells[i], fresh=False, debug=debug, wait=True)
-    return [outcomes[i] for i in range(len(cells))]
-
-
-def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool, wait: bool
-              ) -> Optional[CellOutcome]:
-    tag = f"[{p.name}] {cell.model} seed {cell.seed}"
-    claim, decision = None, "train"
-    if D.is_main():
-        if not fresh and ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)):
-            decision = "stored"
-        else:
-            claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=False)
-            if claim is None and not wait:
-                holder = ctx.store.claim_holder(cell.cell_key) or {}
-                ctx.log(f"{tag}: being trained by process {holder.get('pid', '?')} on {holder.get('host', '?')}; "
-                        f"coming back to it after the other cells")
-                decision = "busy"
-            elif claim is None:
-                holder = ctx.store.claim_holder(cell.cell_key) or {}
-                ctx.log(f"{tag}: waiting for process {holder.get('pid', '?')} on {holder.get('host', '?')}, which "
-                        f"is training this cell (Ctrl-C stops waiting; finished cells are stored)")
-                claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=True)
-            if claim is not None and ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)) and \
-                    (wait or not fresh):
-                claim.release()
-                claim, decision = None, "stored"
-    decision = D.broadcast_object(decision)
-    if decision == "busy":
-        return None
-    if decision == "stored":
-        ctx.log(f"{tag}: this configuration ({cell.cfg.hash()}) is already in the store, skipped "
-                f"(--fresh retrains it)")
-        return CellOutcome(cell.model, cell.seed, "skipped")
-    try:
-        ctx.log(f"{tag}: training and evaluating on {cell.dataset} ({cell.cfg.budget} budget, config "
-                f"{cell.cfg.hash()})")
-        try:
-            result = (floor_cell if cell.model == FLOOR else p.cell)(ctx, cell)
-        except (ConfigError, KeyboardInterrupt):
-            _mark_failed(ctx, cell)
-            raise
-        except Exception as e:  # noqa: BLE001  one failed cell never loses the finished ones
-            _mark_failed(ctx, cell)
-            if debug:
-                traceback.print_exc()
-            msg = f"{type(e).__name__}: {e}".splitlines()[0]
-            ctx.log(f"{tag}: FAILED ({msg}); other cells continue")
-            return CellOutcome(cell.model, cell.seed, "failed", error=msg)
-        if D.is_main():
-            ctx.store.commit_cell(cell.run_id, result.measurements, result.checkpoint)
-        return CellOutcome(cell.model, cell.seed, "done", {m.metric: m.value for m in result.measurements})
-    finally:
-        if claim is not None:
-            claim.release()
-
-
-def expected_metrics(p: Protocol, model: str) -> tuple:
-    """The metric keys that complete a cell (the floor row has no likelihood and no sampling cost)."""
-    from metrics import keys as K
-    model_only = (K.BPD, K.BPD_CONTENT, K.BPD_IW, K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
-    return tuple(m for m in p.metrics if not (model == FLOOR and m in model_only))
-
-
-def _mark_failed(ctx: Context, cell: Cell) -> None:
-    if D.is_main():
-        ctx.store.finish_run(cell.run_id, status="failed")

@@ -45,10 +45,9 @@ class Context:
 
     dataset: Any                     # protocols.datasets.ImageDataset
     budget: str
-    store: ResultsStore
+    store: Optional[ResultsStore]    # the driver's; None in a worker (workers never open the store)
     out_dir: Path                    # run directories live under out_dir/<dataset>/<protocol>/...
     device: torch.device
-    overrides: Dict[str, str] = field(default_factory=dict)
     resume: bool = False
     cache_dir: Optional[Path] = None  # feature / extractor cache
     progress: bool = True

@@ -6,8 +6,9 @@ reconstructions and PRD curve written into the run directory for the leaderboard
 ``gan_train_test_cell``: Table 8 on a class-conditional model.  ``sensitivity_cell``: Table 7 on
 random real subsets (no model).
 
-A cell function returns a :class:`CellOutput`; the driver (:mod:`protocols.api`) commits its rows and
-marks the run done in one transaction, so a run killed at any point is never 'done' without its rows.
+A cell function returns a :class:`CellOutput` and never opens the store: the driver
+(:mod:`protocols.scheduler`) commits its rows and marks the run done in one transaction, so a run killed at
+any point is never 'done' without its rows.
 """
 from __future__ import annotations
 
@@ -37,14 +38,8 @@ class CellOutput:
 
 
 def start(ctx: Context, cell: Cell) -> Path:
-    """Record the run as 'running' (rank 0) and return its directory."""
-    run_dir = cell.run_dir(ctx.out_dir)
-    if D.is_main():
-        ctx.store.start_run(cell.run_id, model=cell.model, protocol=cell.protocol.name, dataset=cell.dataset,
-                            budget=cell.cfg.budget, seed=cell.seed, run_dir=str(run_dir.resolve()),
-                            config=cell.cfg.to_dict(), config_hash=cell.cfg.hash(), code_version=ctx.version,
-                            cell_key=cell.cell_key, group_key=cell.group_key)
-    return run_dir
+    """The cell's run directory (the driver recorded the run as 'running' in the store before this)."""
+    return cell.run_dir(ctx.out_dir)
 
 
 def standard_cell(ctx: Context, cell: Cell) -> CellOutput:

@@ -127,6 +127,8 @@ def train(ctx: Context, cfg: RunConfig, run_dir: Path, snapshot_hook=None
     D.barrier()
     cfg.train.progress = cfg.train.progress and ctx.progress
     result = trainer.fit(resume=ctx.resume)
+    if result.resumed_from >= 0:
+        ctx.log(f"continued from the checkpoint at step {result.resumed_from} of {run_dir}")
     chosen = result.best if (cfg.eval.select == "val_bpd" and result.best is not None) else result.last
     model.load_state_dict(load_checkpoint(chosen, map_location=ctx.device)["model"])
     model.eval()

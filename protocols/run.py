@@ -8,6 +8,9 @@ Examples::
     python -m protocols.run --protocol ablation --dataset cifar10 --budget paper \\
         --data-root ~/data --set eval.inception_weights=~/weights/pt_inception-2015-12-05-6726825d.pth
     torchrun --nproc-per-node 4 -m protocols.run --protocol ablation --dataset cifar10 --budget paper
+    python -m protocols.run --protocol ablation --dataset cifar10 --budget paper --seeds 3 \\
+        --executor submitit --slurm-partition gpu --slurm-time 720      # one Slurm array, one GPU per cell
+    python -m protocols.run --protocol ablation --dataset cifar10 --budget paper --seeds 3 --executor ray
 
 Rerunning skips a cell only when exactly that configuration is stored; ``--fresh`` retrains it.
 ``--set`` keys: ``train.*`` / ``eval.*`` (every cell), ``model.*`` (the models that have the key),
@@ -57,7 +60,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the result table as JSON")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    x = p.add_argument_group("executors", "where the cells run (the driver stays here and alone writes the store)")
+    x.add_argument("--executor", default="local", help="local | submitit | ray [local: in this process]")
+    x.add_argument("--workers", type=int, default=None,
+                   help="cells at once (Slurm: the array's parallelism; default: Slurm/Ray decide, "
+                        "submitit's local executor: CPUs / threads)")
+    x.add_argument("--gpus-per-cell", type=int, default=None,
+                   help="GPUs of each cell (default 1 on CUDA, 0 on CPU; N > 1 runs the cell under torchrun)")
+    x.add_argument("--retries", type=int, default=2, help="resubmissions of a cell whose worker died [2]")
+    x.add_argument("--slurm-partition", default=None, help="Slurm partition (--executor submitit)")
+    x.add_argument("--slurm-time", type=int, default=24 * 60, help="time limit per cell in minutes [1440]; a cell "
+                   "that reaches it is requeued and continues from its checkpoint")
+    x.add_argument("--submitit-cluster", default=None, choices=("slurm", "local", "debug"),
+                   help="submitit's cluster (default: slurm where sbatch exists, else local processes)")
+    x.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start one on this machine)")
     return p
+
+
+def executor_options(args):
+    """The --executor group as ExecutorOptions (checked)."""
+    from .executors import ExecutorOptions
+    opts = ExecutorOptions(engine=args.executor, workers=args.workers, retries=args.retries,
+                           gpus_per_cell=args.gpus_per_cell, slurm_partition=args.slurm_partition,
+                           slurm_time_min=args.slurm_time, submitit_cluster=args.submitit_cluster,
+                           ray_address=args.ray_address).check()
+    return opts
 
 
 def list_registries() -> str:
@@ -171,10 +198,11 @@ def _main(args) -> int:
         return EXIT_OK
     from . import distributed as D
     from .api import default_results, default_site, run_protocol
+    executor = executor_options(args)
     res = run_protocol(args.protocol, models=args.model, dataset=args.dataset, budget=args.budget, seed=args.seed,
                        seeds=args.seeds, data_root=args.data_root, download=args.download, results=args.results,
                        out=args.out, overrides=overrides, resume=args.resume, fresh=args.fresh,
-                       progress=not args.no_progress, debug=args.debug)
+                       progress=not args.no_progress, debug=args.debug, executor=executor)
     if not D.is_main():
         return EXIT_OK
     page = None if args.no_leaderboard else _build_page(res.store_path or default_results(),

@@ -84,6 +84,7 @@ class TrainResult:
     plateau: Dict[str, dict] = field(default_factory=dict)  # stage -> {"curve": [[step, bpd]], "stopped_at", ...}
     train_seconds: float = 0.0
     images_seen: int = 0             # training images of the main stage (a later inference stage fits a bound)
+    resumed_from: int = -1           # the checkpoint's step this fit continued from (-1: from scratch)
 
 
 def phase_lr(phase: str, tc) -> float:
@@ -288,6 +289,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * 7919 + D.rank())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.resume()
+        resumed_from = self.step if resumed else -1
         if not resumed:
             D.broadcast_module(self.model)
         self._load_snapshots()
@@ -332,7 +334,8 @@ class Trainer:
         best = self.best_path if self.best_path.exists() else None
         return TrainResult(self.run_dir, self.last_path, best, self.step, self.best_val, self.history,
                            list(self.snapshots), dict(self.plateau), self.train_seconds,
-                           self.images_seen(min(self.step, self.stages[0].steps if self.stages else 0)))
+                           self.images_seen(min(self.step, self.stages[0].steps if self.stages else 0)),
+                           resumed_from)
 
     # ---- snapshots and plateaus ---------------------------------------------------------------------
     def images_seen(self, step: Optional[int] = None) -> int:

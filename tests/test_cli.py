@@ -106,3 +106,19 @@ def test_resume_and_fresh_together_are_refused_with_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--resume", "--fresh", "--dry-run"])
     assert e.value.code == 2 and "pass one of them" in capsys.readouterr().err
+
+
+def test_executor_options_are_checked_and_a_missing_engine_names_its_extra(monkeypatch, capsys):
+    import sys as _sys
+
+    from protocols.run import main
+    assert main(["--executor", "dask", "--budget", "smoke"]) == 2
+    assert "unknown executor 'dask'; valid executors: local, submitit, ray" in capsys.readouterr().err
+    assert main(["--workers", "2", "--budget", "smoke"]) == 2
+    assert "options of --executor submitit or ray" in capsys.readouterr().err
+    assert main(["--executor", "submitit", "--ray-address", "x:1", "--budget", "smoke"]) == 2
+    assert "--ray-address is an option of --executor ray" in capsys.readouterr().err
+    from protocols.executors import import_engine
+    monkeypatch.setitem(_sys.modules, "ray", None)          # as if the extra were not installed
+    with pytest.raises(ValueError, match=r'pip install -e "\.\[ray\]"'):
+        import_engine("ray")

@@ -1,0 +1,355 @@
+"""The cell scheduler: each cell of a run once, wherever it executes (:mod:`protocols.executors`).
+
+For every cell, in order: skip it when exactly its identity is stored (``fresh=True`` retrains it); claim it
+in the store so no other driver handles it; ingest a result an earlier worker left in its run directory (a
+driver stopped after the worker finished); otherwise run it, here (``local``) or as a task of an engine, and
+commit its rows together with the run's 'done' mark.  The driver is the only process that writes the store;
+a remote worker writes ``result.json`` and the driver ingests it.  Cells another driver is training are
+waited for at the end (and skipped if it stored them).
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from . import distributed as D
+from . import executors as X
+from .base import Context, Protocol
+from .cells import CellOutput, floor_cell
+from .claims import FLOOR
+from .config import ConfigError
+from .pipeline import Cell
+
+
+@dataclass
+class CellOutcome:
+    model: str
+    seed: int
+    status: str                  # done | skipped (already stored) | failed
+    values: Dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+
+def expected_metrics(p: Protocol, model: str) -> tuple:
+    """The metric keys that complete a cell (the floor row has no likelihood and no sampling cost)."""
+    from metrics import keys as K
+    model_only = (K.BPD, K.BPD_CONTENT, K.BPD_IW, K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
+    return tuple(m for m in p.metrics if not (model == FLOOR and m in model_only))
+
+
+def execute(ctx: Context, cell: Cell) -> CellOutput:
+    """Train and evaluate one cell in this process; rank 0 leaves its rows in the run directory's result file."""
+    output = (floor_cell if cell.model == FLOOR else cell.protocol.cell)(ctx, cell)
+    if D.is_main():
+        X.write_result(cell.run_dir(ctx.out_dir), cell.cell_key, output, ctx.version)
+    return output
+
+
+def run_cells(p: Protocol, ctx: Context, cells: List[Cell], *, fresh: bool, debug: bool,
+              executor: Optional[X.ExecutorOptions] = None, task_args: Optional[Dict[str, Any]] = None
+              ) -> List[CellOutcome]:
+    if executor is not None and executor.engine != "local":
+        return _Remote(p, ctx, cells, executor, task_args or {}, fresh=fresh).run()
+    outcomes: Dict[int, CellOutcome] = {}
+    deferred = []
+    for i, cell in enumerate(cells):
+        outcome = _try_cell(p, ctx, cell, fresh=fresh, debug=debug, wait=False)
+        if outcome is None:
+            deferred.append(i)
+        else:
+            outcomes[i] = outcome
+    for i in deferred:
+        outcomes[i] = _try_cell(p, ctx, cells[i], fresh=False, debug=debug, wait=True)
+    return [outcomes[i] for i in range(len(cells))]
+
+
+def _tag(p: Protocol, cell: Cell) -> str:
+    return f"[{p.name}] {cell.model} seed {cell.seed}"
+
+
+def _claim(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, wait: bool):
+    """(claim, decision) with decision 'train', 'stored' or 'busy' (rank 0 only; others get (None, 'train'))."""
+    tag = _tag(p, cell)
+    if not D.is_main():
+        return None, "train"
+    if not fresh and ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)):
+        return None, "stored"
+    claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=False)
+    if claim is None and not wait:
+        holder = ctx.store.claim_holder(cell.cell_key) or {}
+        ctx.log(f"{tag}: being trained by process {holder.get('pid', '?')} on {holder.get('host', '?')}; "
+                f"coming back to it after the other cells")
+        return None, "busy"
+    if claim is None:
+        holder = ctx.store.claim_holder(cell.cell_key) or {}
+        ctx.log(f"{tag}: waiting for process {holder.get('pid', '?')} on {holder.get('host', '?')}, which "
+                f"is training this cell (Ctrl-C stops waiting; finished cells are stored)")
+        claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=True)
+    if ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)) and (wait or not fresh):
+        claim.release()
+        return None, "stored"
+    return claim, "train"
+
+
+def _skipped(ctx: Context, p: Protocol, cell: Cell) -> CellOutcome:
+    ctx.log(f"{_tag(p, cell)}: this configuration ({cell.cfg.hash()}) is already in the store, skipped "
+            f"(--fresh retrains it)")
+    return CellOutcome(cell.model, cell.seed, "skipped")
+
+
+def _start(ctx: Context, cell: Cell) -> Path:
+    """Record the run as 'running' (the driver's rank 0) and return its directory."""
+    run_dir = cell.run_dir(ctx.out_dir)
+    if D.is_main():
+        ctx.store.start_run(cell.run_id, model=cell.model, protocol=cell.protocol.name, dataset=cell.dataset,
+                            budget=cell.cfg.budget, seed=cell.seed, run_dir=str(run_dir.resolve()),
+                            config=cell.cfg.to_dict(), config_hash=cell.cfg.hash(), code_version=ctx.version,
+                            cell_key=cell.cell_key, group_key=cell.group_key)
+    return run_dir
+
+
+def _commit(ctx: Context, cell: Cell, output: CellOutput) -> CellOutcome:
+    if D.is_main():
+        ctx.store.commit_cell(cell.run_id, output.measurements, output.checkpoint)
+    return CellOutcome(cell.model, cell.seed, "done",
+                       {m.metric: m.value for m in output.measurements if m.snapshot == 0})
+
+
+def _earlier_result(ctx: Context, p: Protocol, cell: Cell, fresh: bool) -> Optional[CellOutput]:
+    """A result a worker finished for a driver that stopped before storing it (None under --fresh)."""
+    run_dir = cell.run_dir(ctx.out_dir)
+    if fresh:
+        if D.is_main():
+            X.clear_results(run_dir)
+        return None
+    output = X.read_result(run_dir, cell.cell_key) if D.is_main() else None
+    if output is not None:
+        ctx.log(f"{_tag(p, cell)}: finished earlier by a worker whose driver stopped before storing it; stored now")
+    return output
+
+
+def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool, wait: bool
+              ) -> Optional[CellOutcome]:
+    tag = _tag(p, cell)
+    claim, decision = _claim(p, ctx, cell, fresh=fresh, wait=wait)
+    decision = D.broadcast_object(decision)
+    if decision == "busy":
+        return None
+    if decision == "stored":
+        return _skipped(ctx, p, cell)
+    try:
+        earlier = D.broadcast_object(_earlier_result(ctx, p, cell, fresh))
+        if earlier is not None:
+            _start(ctx, cell)
+            return _commit(ctx, cell, earlier)
+        ctx.log(f"{tag}: training and evaluating on {cell.dataset} ({cell.cfg.budget} budget, config "
+                f"{cell.cfg.hash()})")
+        _start(ctx, cell)
+        try:
+            output = execute(ctx, cell)
+        except (ConfigError, KeyboardInterrupt):
+            _mark_failed(ctx, cell)
+            raise
+        except Exception as e:  # noqa: BLE001  one failed cell never loses the finished ones
+            _mark_failed(ctx, cell)
+            if debug:
+                traceback.print_exc()
+            msg = f"{type(e).__name__}: {e}".splitlines()[0]
+            ctx.log(f"{tag}: FAILED ({msg}); other cells continue")
+            return CellOutcome(cell.model, cell.seed, "failed", error=msg)
+        return _commit(ctx, cell, output)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _mark_failed(ctx: Context, cell: Cell) -> None:
+    if D.is_main():
+        ctx.store.finish_run(cell.run_id, status="failed")
+
+
+# ---- remote engines ------------------------------------------------------------------------------------------
+@dataclass
+class _Slot:
+    index: int
+    cell: Cell
+    claim: Any
+    task: X.CellTask
+    retries: int = 0
+    job: Optional[X.Job] = None
+    state: str = "queued"            # queued (not submitted, or no worker started yet) | running | done | failed
+    starts_before: int = 0           # worker starts of this task's token before the current submission
+
+
+class _Remote:
+    """The driver's loop for submitit and Ray: submit, poll, ingest, retry dead workers, re-attach live ones."""
+
+    def __init__(self, p: Protocol, ctx: Context, cells: List[Cell], opts: X.ExecutorOptions,
+                 task_args: Dict[str, Any], *, fresh: bool):
+        if D.world_size() > 1:
+            raise ConfigError(f"--executor {opts.engine} starts its own workers: run the driver without torchrun "
+                              f"(--gpus-per-cell N gives each cell N GPUs)")
+        self.p, self.ctx, self.cells, self.opts, self.fresh = p, ctx, cells, opts, fresh
+        self.task_args = task_args
+        self.outcomes: Dict[int, CellOutcome] = {}
+        self.slots: List[_Slot] = []
+        self._last_status = ""
+
+    def run(self) -> List[CellOutcome]:
+        deferred = []
+        try:
+            for i, cell in enumerate(self.cells):
+                if not self._prepare(i, cell, wait=False):
+                    deferred.append(i)
+            if any(s.state == "queued" for s in self.slots):
+                self._drive()
+            for i in deferred:         # cells another driver was handling: wait for it, then run what is left
+                self._prepare(i, self.cells[i], wait=True)
+            if any(s.state == "queued" for s in self.slots):
+                self._drive()
+        finally:
+            for s in self.slots:
+                if s.claim is not None:
+                    s.claim.release()
+        return [self.outcomes[i] for i in range(len(self.cells))]
+
+    def _prepare(self, i: int, cell: Cell, *, wait: bool) -> bool:
+        ctx = self.ctx
+        claim, decision = _claim(self.p, ctx, cell, fresh=self.fresh and not wait, wait=wait)
+        if decision == "busy":
+            return False
+        if decision == "stored":
+            self.outcomes[i] = _skipped(ctx, self.p, cell)
+            return True
+        earlier = _earlier_result(ctx, self.p, cell, self.fresh and not wait)
+        if earlier is not None:
+            _start(ctx, cell)
+            self.outcomes[i] = _commit(ctx, cell, earlier)
+            claim.release()
+            return True
+        run_dir = _start(ctx, cell).resolve()
+        record = _read_json(run_dir / X.JOB_FILE) or {}
+        gpus = self._gpus(cell)
+        task = X.CellTask(self.p.name, cell.model, cell.seed, cell.cfg, cell.cell_key, str(run_dir),
+                          gpus=gpus, log=str(run_dir / "worker.log") if self.opts.engine == "ray" else None,
+                          **self.task_args)
+        if record.get("token"):       # the same submission as before: its worker continues from the checkpoint
+            task.token = record["token"]
+        slot = _Slot(i, cell, claim, task)
+        if record and X.worker_alive(run_dir):
+            slot.job, slot.state = X.AttachedJob(run_dir, record), "running"
+            ctx.log(f"{_tag(self.p, cell)}: re-attached to its running worker (job {record.get('job_id', '?')}; "
+                    f"log {record.get('log', '?')})")
+        self.slots.append(slot)
+        return True
+
+    def _gpus(self, cell: Cell) -> int:
+        if self.opts.gpus_per_cell is not None:
+            return self.opts.gpus_per_cell
+        return 0 if cell.cfg.train.device == "cpu" else 1
+
+    def _drive(self) -> None:
+        cells = [s.cell for s in self.slots]
+        cpus = max(c.cfg.train.threads for c in cells) if cells[0].cfg.train.device == "cpu" else \
+            max(1, X._cpus() // 4)
+        engine = X.make_engine(self.opts, self.ctx.out_dir, cpus, max(self._gpus(c) for c in cells))
+        self.ctx.log(f"[{self.p.name}] executor {self.opts.engine}"
+                     f"{' (' + engine.cluster + ')' if getattr(engine, 'cluster', '') else ''}: "
+                     f"{sum(s.state == 'queued' for s in self.slots)} cell(s) to run, "
+                     f"{cpus} CPU(s) and {max(self._gpus(c) for c in cells)} GPU(s) each")
+        try:
+            while any(s.state in ("queued", "running") for s in self.slots):
+                self._submit(engine)
+                for s in self.slots:
+                    if s.state == "running" and s.job is not None and s.job.done():
+                        self._finish(s)
+                self._status()
+                if any(s.state in ("queued", "running") for s in self.slots):
+                    time.sleep(self.opts.poll_s)
+        except KeyboardInterrupt:
+            self.ctx.log(f"[{self.p.name}] driver interrupted: workers that are running keep running (Slurm) or "
+                         f"stop with this process (local engines); rerun the same command to re-attach and store "
+                         f"their results")
+            raise
+        finally:
+            engine.close()
+
+    def _submit(self, engine) -> None:
+        queued = [s for s in self.slots if s.state == "queued" and s.job is None]
+        limit = getattr(engine, "throttle", None)
+        if limit is not None:
+            in_flight = sum(s.state == "running" for s in self.slots)
+            queued = queued[:max(0, limit - in_flight)]
+        if not queued:
+            return
+        jobs = engine.submit([s.task for s in queued])
+        for s, job in zip(queued, jobs):
+            s.job, s.state = job, "running"
+            run_dir = Path(s.task.run_dir)
+            s.starts_before = _starts(run_dir, s.task.token)
+            X.atomic_write(run_dir / X.JOB_FILE, _dumps({"engine": self.opts.engine, "job_id": job.id,
+                                                         "token": s.task.token, "log": job.log}))
+            self.ctx.log(f"{_tag(self.p, s.cell)}: submitted as job {job.id} (config {s.cell.cfg.hash()}); "
+                         f"log {job.log or run_dir}")
+
+    def _finish(self, s: _Slot) -> None:
+        tag, ctx = _tag(self.p, s.cell), self.ctx
+        run_dir = Path(s.task.run_dir)
+        try:
+            out = s.job.outcome()
+        except X.WorkerLost as e:
+            if s.retries < self.opts.retries:
+                s.retries += 1
+                ctx.log(f"{tag}: worker lost ({e}); retry {s.retries} of {self.opts.retries}, continuing from "
+                        f"its last checkpoint")
+                s.job, s.state = None, "queued"
+                return
+            out = {"status": "failed", "error": f"worker lost {s.retries + 1} time(s): {e}"}
+        output = X.read_result(run_dir, s.cell.cell_key) if out.get("status") == "done" else None
+        if output is not None:
+            self.outcomes[s.index] = _commit(ctx, s.cell, output)
+            s.state = "done"
+            ctx.log(f"{tag}: done, stored")
+        else:
+            error = out.get("error") or "the worker reported success but left no result.json"
+            _mark_failed(ctx, s.cell)
+            self.outcomes[s.index] = CellOutcome(s.cell.model, s.cell.seed, "failed", error=error)
+            s.state = "failed"
+            ctx.log(f"{tag}: FAILED ({error}); log {s.job.log or run_dir}; other cells continue")
+        if s.claim is not None:
+            s.claim.release()
+            s.claim = None
+
+    def _status(self) -> None:
+        counts = {k: 0 for k in ("queued", "running", "done", "failed")}
+        for s in self.slots:
+            state = s.state
+            if state == "running" and not isinstance(s.job, X.AttachedJob) and \
+                    _starts(Path(s.task.run_dir), s.task.token) <= s.starts_before:
+                state = "queued"           # submitted, no worker started yet (a pending Slurm array task)
+            counts[state] += 1
+        line = " · ".join(f"{n} {k}" for k, n in counts.items())
+        if line != self._last_status:
+            self._last_status = line
+            self.ctx.log(f"[{self.p.name}] cells: {line}")
+
+
+def _starts(run_dir: Path, token: str) -> int:
+    attempts = _read_json(run_dir / X.ATTEMPTS_FILE) or []
+    return sum(a.get("token") == token for a in attempts) if isinstance(attempts, list) else 0
+
+
+def _read_json(path: Path) -> Optional[Any]:
+    import json
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return None
+
+
+def _dumps(d: dict) -> str:
+    import json
+    return json.dumps(d, indent=1)

@@ -1,0 +1,135 @@
+"""The cells of a run fanned out through submitit (its local executor, as on a Slurm node) and Ray (a local
+cluster of 2 CPUs): the same rows as the local executor, a SIGKILLed worker retried from its checkpoint, a
+killed driver restarted without storing anything twice.  Needs ``pip install -e ".[slurm,ray]"``; marked
+``executors`` (CI's third pytest call, ``tox -e executors``)."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from protocols.api import run_protocol
+from protocols.executors import ATTEMPTS_FILE, JOB_FILE, ExecutorOptions
+from protocols.store import ResultsStore
+
+pytestmark = pytest.mark.executors
+ROOT = str(Path(__file__).resolve().parents[1])
+GRID = dict(models=["vae", "gan"], budget="smoke", seeds=2, progress=False,
+            overrides={"eval.n_samples": "60", "train.threads": "1"})
+TIMED = {"samples_per_s", "speed_vs_gan"}          # wall-clock figures: never equal across processes
+
+
+def _engine(name):
+    pytest.importorskip(name, reason=f'pip install -e ".[{"slurm" if name == "submitit" else "ray"}]"')
+    if name == "submitit":
+        return ExecutorOptions("submitit", submitit_cluster="local", workers=2, poll_s=0.5)
+    return ExecutorOptions("ray", ray_num_cpus=2, poll_s=0.5)
+
+
+def _rows(path):
+    rows = ResultsStore(path).measurements()
+    keyed = {(r["model"], r["seed"], r["metric"], r["snapshot"]): r for r in rows}
+    assert len(keyed) == len(rows), "a row is stored twice"
+    return keyed
+
+
+@pytest.fixture(scope="module")
+def local_rows(tmp_path_factory):
+    d = tmp_path_factory.mktemp("local")
+    res = run_protocol("ablation", results=d / "r.sqlite", out=d / "runs", **GRID)
+    assert {c.status for c in res.cells} == {"done"}
+    return _rows(d / "r.sqlite")
+
+
+@pytest.mark.parametrize("engine", ["submitit", "ray"])
+def test_an_engine_stores_exactly_the_rows_of_the_local_executor(engine, local_rows, tmp_path):
+    opts = _engine(engine)
+    res = run_protocol("ablation", results=tmp_path / "r.sqlite", out=tmp_path / "runs", executor=opts, **GRID)
+    assert sorted((c.model, c.seed, c.status) for c in res.cells) == sorted(
+        (m, s, "done") for m in ("vae", "gan", "real") for s in (0, 1))
+    rows = _rows(tmp_path / "r.sqlite")
+    assert rows.keys() == local_rows.keys()
+    for k, r in rows.items():
+        ref = local_rows[k]
+        assert (r["config_hash"], r["cell_key"], r["group_key"]) == (ref["config_hash"], ref["cell_key"],
+                                                                     ref["group_key"]), k
+        if k[2] not in TIMED:
+            assert math.isclose(r["value"], ref["value"], rel_tol=1e-6, abs_tol=1e-9), (k, r["value"], ref["value"])
+    assert {r["status"] for r in ResultsStore(tmp_path / "r.sqlite").runs()} == {"done"}
+    again = run_protocol("ablation", results=tmp_path / "r.sqlite", out=tmp_path / "runs", executor=opts, **GRID)
+    assert {c.status for c in again.cells} == {"skipped"} and len(_rows(tmp_path / "r.sqlite")) == len(rows)
+
+
+def _kill_when_checkpointed(run_root: Path, model: str, box: dict, timeout=240) -> None:
+    """SIGKILL the first worker of ``model``'s cell once it has written a checkpoint."""
+    end = time.time() + timeout
+    while time.time() < end:
+        for attempts in run_root.glob(f"**/{model}/seed0-*/{ATTEMPTS_FILE}"):
+            ck = attempts.parent / "last.pt"
+            if ck.exists():
+                pid = json.loads(attempts.read_text())[0]["pid"]
+                os.kill(pid, signal.SIGKILL)
+                box["killed"], box["dir"] = pid, attempts.parent
+                return
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("engine", ["submitit", "ray"])
+def test_a_sigkilled_worker_is_retried_and_continues_from_its_checkpoint(engine, tmp_path):
+    opts = _engine(engine)
+    over = {"eval.n_samples": "60", "train.threads": "1", "train.steps": "600", "train.ckpt_every": "25"}
+    box: dict = {}
+    killer = threading.Thread(target=_kill_when_checkpointed, args=(tmp_path / "runs", "vae", box), daemon=True)
+    killer.start()
+    res = run_protocol("ablation", models=["vae"], budget="smoke", seeds=1, progress=False, overrides=over,
+                       results=tmp_path / "r.sqlite", out=tmp_path / "runs", executor=opts)
+    killer.join(5)
+    if "killed" not in box:
+        pytest.skip("the cell finished before its worker could be killed")
+    assert {(c.model, c.status) for c in res.cells} == {("vae", "done"), ("real", "done")}
+    attempts = json.loads((box["dir"] / ATTEMPTS_FILE).read_text())
+    assert len(attempts) == 2 and attempts[0]["token"] == attempts[1]["token"]
+    assert attempts[0]["pid"] == box["killed"] and attempts[1]["resume"] and not attempts[0]["resume"]
+    log = Path(json.loads((box["dir"] / JOB_FILE).read_text())["log"]).read_text()
+    assert "continued from the checkpoint at step" in log
+    rows = _rows(tmp_path / "r.sqlite")                 # asserts no row twice
+    assert len([k for k in rows if k[0] == "vae" and k[2] == "bpd" and k[3] == 0]) == 1
+    assert [r["status"] for r in ResultsStore(tmp_path / "r.sqlite").runs() if r["model"] == "vae"] == ["done"]
+
+
+def test_a_killed_driver_restarted_stores_nothing_twice_and_loses_nothing(tmp_path):
+    _engine("submitit")
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--budget", "smoke", "--model", "vae",
+           "--seeds", "2", "--set", "eval.n_samples=60", "--set", "train.threads=1", "--set", "train.steps=300",
+           "--set", "train.ckpt_every=25", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"),
+           "--no-leaderboard", "--no-progress", "--executor", "submitit", "--submitit-cluster", "local",
+           "--workers", "2"]
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    box: dict = {}
+    end = time.time() + 240
+    while time.time() < end and driver.poll() is None:     # kill the driver once a worker has a checkpoint
+        if any(p.with_name("last.pt").exists() for p in (tmp_path / "runs").glob(f"**/vae/seed*-*/{ATTEMPTS_FILE}")):
+            driver.send_signal(signal.SIGKILL)
+            box["killed"] = True
+            break
+        time.sleep(0.02)
+    driver.communicate(timeout=60)
+    if "killed" not in box:
+        pytest.skip("the run finished before its driver could be killed")
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    rows = _rows(tmp_path / "r.sqlite")                # asserts no row twice
+    assert {(k[0], k[1]) for k in rows if k[2] == "fid" and k[3] == 0} == {("vae", 0), ("vae", 1), ("real", 0),
+                                                                          ("real", 1)}
+    assert {r["status"] for r in ResultsStore(tmp_path / "r.sqlite").runs()} == {"done"}
+    assert ResultsStore(tmp_path / "r.sqlite").query("SELECT COUNT(*) AS n FROM cell_claims")[0]["n"] == 0
+    third = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and third.stdout.count("already in the store, skipped") == 4
+    assert len(_rows(tmp_path / "r.sqlite")) == len(rows)
