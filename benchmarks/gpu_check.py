@@ -12,6 +12,8 @@ Steps, each printed as one JSON line (and all of them written to ``--out``, defa
 3. ``inception``: Inception-v3 feature throughput (images/s at 299x299, batch 200) and the time of FID-50k end to
    end: 50k generated-size images -> features -> statistics -> Frechet distance against 50k reference features.
 4. ``torchrun``: a 1-process ``torchrun`` of a smoke-budget cell with NCCL (gloo with --cpu).
+5. ``ray_grid``: a 2-cell grid (VAE, seeds 0-1, plus their real-data floor cells) through ``--executor ray``, half a
+   GPU per cell so both share the one GPU (``pip install -e ".[ray]"``; reported as skipped without it).
 
 Nothing is downloaded; the Inception weights are random (throughput does not depend on them).
 """
@@ -128,6 +130,21 @@ def torchrun(d: Path, device: str) -> dict:
             "seconds": round(time.perf_counter() - t0, 1), "stderr_tail": r.stderr[-800:] if r.returncode else ""}
 
 
+def ray_grid(d: Path, device: str) -> dict:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return {"step": "ray_grid", "skipped": 'ray is not installed: pip install -e ".[ray]"'}
+    cmd = [sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget", "smoke",
+           "--seeds", "2", "--no-progress", "--no-leaderboard", "--results", str(d / "ray.sqlite"), "--out",
+           str(d / "rayruns"), "--set", f"train.device={device}", "--set", "eval.n_samples=60", "--executor", "ray",
+           "--gpus-per-cell", "0.5" if device.startswith("cuda") else "0"]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return {"step": "ray_grid", "ok": r.returncode == 0 and r.stdout.count(": done, stored") == 4,
+            "seconds": round(time.perf_counter() - t0, 1), "stderr_tail": r.stderr[-800:] if r.returncode else ""}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu", action="store_true", help="run every step on the CPU with tiny sizes")
@@ -147,7 +164,8 @@ def main(argv=None) -> int:
                  lambda: step_time(device, 8 if args.cpu else 64, 1 if args.cpu else 20, False),
                  lambda: step_time(device, 8 if args.cpu else 64, 1 if args.cpu else 20, True),
                  lambda: inception(device, files, 400 if args.cpu else 50000, 50 if args.cpu else 200),
-                 lambda: torchrun(d, device.type)]
+                 lambda: torchrun(d, device.type),
+                 lambda: ray_grid(d, device.type)]
         for step in steps:
             try:
                 res = step()

@@ -56,7 +56,7 @@ class ExecutorOptions:
     engine: str = "local"
     workers: Optional[int] = None          # cells in flight at once (Slurm: the array's parallelism)
     retries: int = 2                       # resubmissions of a cell whose worker died
-    gpus_per_cell: Optional[int] = None    # None: 1 on CUDA, 0 on CPU
+    gpus_per_cell: Optional[float] = None  # None: 1 on CUDA, 0 on CPU; Ray takes fractions (0.5: two per GPU)
     slurm_partition: Optional[str] = None
     slurm_time_min: int = 24 * 60
     slurm_requeue: bool = True
@@ -80,6 +80,12 @@ class ExecutorOptions:
                               "executor runs one cell at a time; torchrun splits one cell over GPUs)")
         if self.engine != "ray" and (self.ray_address or self.ray_num_cpus):
             raise ConfigError("--ray-address is an option of --executor ray")
+        if self.gpus_per_cell is not None and self.gpus_per_cell > 1 and self.gpus_per_cell != int(self.gpus_per_cell):
+            raise ConfigError(f"--gpus-per-cell {self.gpus_per_cell}: above 1 a cell takes whole GPUs (torchrun)")
+        if self.engine == "submitit" and self.gpus_per_cell is not None and \
+                self.gpus_per_cell != int(self.gpus_per_cell):
+            raise ConfigError(f"--gpus-per-cell {self.gpus_per_cell}: Slurm allocates whole GPUs (fractions are "
+                              f"for --executor ray)")
         if self.engine != "submitit" and self.slurm_partition:
             raise ConfigError("--slurm-partition is an option of --executor submitit")
         return self
@@ -175,7 +181,7 @@ class CellTask:
     resume: bool = False
     progress: bool = False
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    gpus: int = 0
+    gpus: float = 0
     log: Optional[str] = None            # a file the worker appends its output to (Ray; submitit has its own)
     env: Dict[str, str] = field(default_factory=dict)
 
@@ -199,7 +205,7 @@ def run_task(task: CellTask) -> Dict[str, Any]:
                 return {"status": "done", "reused": True}
             resume = task.resume or _record_attempt(run_dir, task)
             if task.gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-                return _torchrun(task, resume)
+                return _torchrun(task, resume)        # gpus > 1 is whole GPUs (ExecutorOptions.check)
             return _execute(task, resume)
     finally:
         if log is not None:
@@ -256,7 +262,7 @@ def _torchrun(task: CellTask, resume: bool) -> Dict[str, Any]:
     """A multi-GPU cell: ``torchrun --standalone --nproc-per-node N`` of this module on the task's pickle."""
     path = Path(task.run_dir) / "task.pkl"
     atomic_write(path, pickle.dumps(_replace(task, resume=resume, log=None)))
-    cmd = torchrun_command(path, task.gpus)
+    cmd = torchrun_command(path, int(task.gpus))
     proc = subprocess.run(cmd, stdout=sys.stdout if task.log else None, stderr=subprocess.STDOUT if task.log
                           else None)
     if proc.returncode != 0:
@@ -343,14 +349,14 @@ class SubmititEngine:
 
     name = "submitit"
 
-    def __init__(self, opts: ExecutorOptions, folder: Path, cpus: int, gpus: int):
+    def __init__(self, opts: ExecutorOptions, folder: Path, cpus: int, gpus: float):
         submitit = import_engine("submitit")
         self.folder = Path(folder)
         self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=opts.submitit_cluster)
         params: Dict[str, Any] = {"timeout_min": opts.slurm_time_min, "cpus_per_task": cpus, "tasks_per_node": 1,
                                   "nodes": 1, "name": "avade-cell"}
         if gpus:
-            params["gpus_per_node"] = gpus
+            params["gpus_per_node"] = int(gpus)
         if self.executor.cluster == "slurm":
             params["slurm_additional_parameters"] = {"requeue": True} if opts.slurm_requeue else {}
             if opts.slurm_partition:
@@ -397,7 +403,7 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, opts: ExecutorOptions, cpus: int, gpus: int):
+    def __init__(self, opts: ExecutorOptions, cpus: int, gpus: float):
         ray = import_engine("ray")
         self.started = not ray.is_initialized()
         if self.started:
@@ -424,7 +430,7 @@ def _cpus() -> int:
     return available_cpus()
 
 
-def make_engine(opts: ExecutorOptions, out_dir: Path, cpus: int, gpus: int):
+def make_engine(opts: ExecutorOptions, out_dir: Path, cpus: int, gpus: float):
     if opts.engine == "submitit":
         return SubmititEngine(opts, Path(out_dir) / "_executor" / "submitit", cpus, gpus)
     if opts.engine == "ray":

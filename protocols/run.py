@@ -65,8 +65,9 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--workers", type=int, default=None,
                    help="cells at once (Slurm: the array's parallelism; default: Slurm/Ray decide, "
                         "submitit's local executor: CPUs / threads)")
-    x.add_argument("--gpus-per-cell", type=int, default=None,
-                   help="GPUs of each cell (default 1 on CUDA, 0 on CPU; N > 1 runs the cell under torchrun)")
+    x.add_argument("--gpus-per-cell", type=float, default=None,
+                   help="GPUs of each cell (default 1 on CUDA, 0 on CPU; N > 1 runs the cell under torchrun; "
+                        "Ray takes fractions: 0.5 packs two cells per GPU)")
     x.add_argument("--retries", type=int, default=2, help="resubmissions of a cell whose worker died [2]")
     x.add_argument("--slurm-partition", default=None, help="Slurm partition (--executor submitit)")
     x.add_argument("--slurm-time", type=int, default=24 * 60, help="time limit per cell in minutes [1440]; a cell "

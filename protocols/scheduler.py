@@ -246,7 +246,7 @@ class _Remote:
         self.slots.append(slot)
         return True
 
-    def _gpus(self, cell: Cell) -> int:
+    def _gpus(self, cell: Cell) -> float:
         if self.opts.gpus_per_cell is not None:
             return self.opts.gpus_per_cell
         return 0 if cell.cfg.train.device == "cpu" else 1

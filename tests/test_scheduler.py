@@ -17,6 +17,7 @@ def test_a_finished_result_file_is_stored_without_training_again(tmp_path, capsy
     # the store of that run is lost (the driver died between the worker's result and its commit)
     second = run_protocol("ablation", results=tmp_path / "b.sqlite", out=tmp_path / "runs", **KW)
     out = capsys.readouterr().out
+    assert {c.status for c in second.cells} == {"done"}
     assert "training and evaluating" not in out and out.count("stored now") == 2
     a, b = (ResultsStore(tmp_path / f"{n}.sqlite").measurements() for n in "ab")
     key = lambda r: (r["model"], r["metric"], r["snapshot"], r["cell_key"], r["value"])  # noqa: E731
