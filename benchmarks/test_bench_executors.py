@@ -6,7 +6,7 @@ ideal is 0.5 plus the engines' start-up (Ray's cluster, a Python + torch import 
 
     pip install -e ".[slurm,ray]"
     python -m pytest benchmarks/test_bench_executors.py -p no:cacheprovider --benchmark-enable -s
-    AVADE_BENCH_GRID_STEPS=1000 ...        # longer cells: start-up weighs less
+    AVADE_BENCH_GRID_STEPS=400 ...         # shorter cells: start-up weighs more: start-up weighs less
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-STEPS = os.environ.get("AVADE_BENCH_GRID_STEPS", "400")
+STEPS = os.environ.get("AVADE_BENCH_GRID_STEPS", "3000")
 GRID = dict(models=["vae", "gan"], budget="smoke", seeds=2, progress=False,
             overrides={"train.threads": "1", "train.steps": STEPS, "eval.n_samples": "500"})
 
