@@ -32,6 +32,7 @@ from common.fields import opt
 
 from .adversarial import GP_WEIGHT, discriminator_losses, g_loss
 from .base import Batch, DataSpec, GenerativeModel, Stage, bits_per_dim, dequantize, register_model
+from .presets import CPU32, CPU_GP, RD_WIDTH, TABLE9_AVADE, TABLE9_VADE, TTUR, merged, rd_presets
 from .discriminators import build_discriminator
 from .flows import LogitTransform, RealNVP
 from .hvae import TopDownVAE
@@ -399,42 +400,59 @@ class ADE(GenerativeModel):
 
 
 # =============================================================================================
-# Registration: one class per family; a name is that class with different config defaults (what the
-# name means).  How wide and how long each name trains at each budget is protocols/presets.py.
+# Registration: one class per family; a name is that class with different config defaults (what the name
+# means: the paper's sizes) and its presets (how wide and how long it trains at each smaller budget).
 # =============================================================================================
 _TABLE1 = "Table 1 row {}"
-_REGISTRY: List[Tuple[str, type, dict, str, str]] = [
-    # name, model class, config defaults, description, paper row
-    ("gan", GAN, {}, "SNGAN standard-CNN GAN, GP 100; BPD via an inference net around frozen G", _TABLE1.format("GAN")),
-    ("gan-rd", GAN, {"disc": "rd", "disc_width": 16}, "GAN with the residual discriminator", "Table 2 row GAN (rd)"),
-    ("gan-cond", GAN, {"conditional": True}, "class-conditional GAN: conditional batch norm in G + projection D",
-     "Table 8 row GAN"),
-    ("vae", ADE, {"flow": False, "adversarial": False}, "top-down hierarchical VAE, Gaussian decoder in [-1,1] space",
-     _TABLE1.format("VAE")),
-    ("vade", ADE, {"adversarial": False, "sample_noise": "gaussian"}, "VAE in the feature space of f_psi (MLE only)",
-     _TABLE1.format("V-ADE")),
-    ("avgde", ADE, {"flow": False}, "VAE + adversarial loss, Gaussian decoder (no f_psi)", _TABLE1.format("AV-GDE")),
-    ("avade", ADE, {}, "AV-ADE: L_C with f_psi + lambda L_Q", _TABLE1.format("AV-ADE")),
-    ("avade-rd", ADE, {"disc": "rd", "disc_width": 16}, "AV-ADE, residual D", "Table 2 row AV-ADE (rd)"),
-    ("avade-iaf-rd", ADE, {"iaf": True, "disc": "rd", "disc_width": 16}, "AV-ADE, IAF posterior, residual D",
+_GAN_SIZES = {"smoke": {"width": 4, "enc_width": 4, "disc_width": 4, "z_dim": 8, "infer_steps": 2},
+              # the inference stage runs until its validation bound stops improving (3 checks of 100 steps), at
+              # most train.steps: BPD then compares generators, not inference budgets
+              "cpu": {"width": 32, "enc_width": 32, "disc_width": 32, "z_dim": 32, **CPU_GP, "train.steps": 2000,
+                      "infer_steps": 20000, "train.plateau_patience": 3},
+              "cpu@32": {**CPU32, **TTUR}}
+_ADE_SIZES = {"smoke": {"width": 4, "enc_width": 4, "disc_width": 4, "z_dim": 8, "latent_ch": 4, "iaf_hidden": 8,
+                        "flow_mid": 8, "flow_blocks": 1},
+              "cpu": {"width": 32, "enc_width": 32, "disc_width": 32, "z_dim": 32, "latent_ch": 8, "iaf_hidden": 16,
+                      "flow_mid": 16, "flow_blocks": 2}}
+_RD = {"disc": "rd", "disc_width": RD_WIDTH["paper"]}
+_REGISTRY: List[Tuple[str, type, dict, dict, Optional[str], str, str]] = [
+    # name, model class, config defaults, presets, base (presets extended), description, paper row
+    ("gan", GAN, {}, _GAN_SIZES, None, "SNGAN standard-CNN GAN, GP 100; BPD via an inference net around frozen G",
+     _TABLE1.format("GAN")),
+    ("gan-rd", GAN, _RD, rd_presets(), "gan", "GAN with the residual discriminator", "Table 2 row GAN (rd)"),
+    ("gan-cond", GAN, {"conditional": True}, {}, "gan",
+     "class-conditional GAN: conditional batch norm in G + projection D", "Table 8 row GAN"),
+    ("vae", ADE, {"flow": False, "adversarial": False}, merged(_ADE_SIZES, {"cpu": {"train.steps": 2000},
+                                                                           "cpu@32": CPU32}), None,
+     "top-down hierarchical VAE, Gaussian decoder in [-1,1] space", _TABLE1.format("VAE")),
+    ("vade", ADE, {"adversarial": False, "sample_noise": "gaussian"},
+     merged(_ADE_SIZES, {"cpu": {"train.steps": 600}, "cpu@32": CPU32}), None,
+     "VAE in the feature space of f_psi (MLE only)", _TABLE1.format("V-ADE")),
+    ("avgde", ADE, {"flow": False}, merged(_ADE_SIZES, {"cpu": {**CPU_GP, "train.steps": 600},
+                                                        "cpu@32": {**CPU32, **TTUR}}), None,
+     "VAE + adversarial loss, Gaussian decoder (no f_psi)", _TABLE1.format("AV-GDE")),
+    ("avade", ADE, {}, merged(_ADE_SIZES, {"cpu": {**CPU_GP, "train.steps": 400}, "cpu@32": {**CPU32, **TTUR}}), None,
+     "AV-ADE: L_C with f_psi + lambda L_Q", _TABLE1.format("AV-ADE")),
+    ("avade-rd", ADE, _RD, rd_presets(), "avade", "AV-ADE, residual D", "Table 2 row AV-ADE (rd)"),
+    ("avade-iaf-rd", ADE, {"iaf": True, **_RD}, {}, "avade-rd", "AV-ADE, IAF posterior, residual D",
      "Table 2 row AV-ADE (iaf, rd)"),
-    ("avade-wg-rd", ADE, {"width": 128, "disc": "rd", "disc_width": 16}, "AV-ADE, 2x decoder channels, residual D",
-     "Table 2 row AV-ADE (wg, rd)"),
-    ("avade-s2", ADE, {"flow_scales": 2}, "AV-ADE with a 2-scale f_psi", "Table 2 row AV-ADE (s2)"),
-    ("avade-cond", ADE, {"conditional": True}, "class-conditional AV-ADE: CWN decoder (Eq. 16) + projection D",
-     "Table 8 row AV-ADE"),
+    ("avade-wg-rd", ADE, {"width": 128, **_RD}, {"smoke": {"width": 8}, "cpu": {"width": 64}}, "avade-rd",
+     "AV-ADE, 2x decoder channels, residual D", "Table 2 row AV-ADE (wg, rd)"),
+    ("avade-s2", ADE, {"flow_scales": 2}, {}, "avade", "AV-ADE with a 2-scale f_psi", "Table 2 row AV-ADE (s2)"),
+    ("avade-cond", ADE, {"conditional": True}, {}, "avade",
+     "class-conditional AV-ADE: CWN decoder (Eq. 16) + projection D", "Table 8 row AV-ADE"),
 ]
-#: Table 9: (scales, blocks) of f_psi for AV-ADE (a) and V-ADE (b)
-TABLE9_AVADE = ((1, 2), (2, 2), (2, 4), (3, 3))
-TABLE9_VADE = ((1, 2), (2, 2), (3, 2), (4, 1))
+# Table 9 names fix their own f_psi size (scales, blocks); the smaller budgets keep it (they shrink only widths)
 _REGISTRY += [(f"avade-s{s}b{b}", ADE, {"flow_scales": s, "flow_blocks": b},
+               {"smoke": {"flow_blocks": b}, "cpu": {"flow_blocks": b}}, "avade",
                f"AV-ADE, f_psi with {s} scale(s) and {b} residual blocks", f"Table 9a row {s}/{b}")
               for s, b in TABLE9_AVADE]
 _REGISTRY += [(f"vade-s{s}b{b}", ADE, {"adversarial": False, "sample_noise": "gaussian", "flow_scales": s,
                                        "flow_blocks": b},
+               {"smoke": {"flow_blocks": b}, "cpu": {"flow_blocks": b}}, "vade",
                f"V-ADE, f_psi with {s} scale(s) and {b} residual blocks", f"Table 9b row {s}/{b}")
               for s, b in TABLE9_VADE]
 
-for _name, _cls, _defaults, _desc, _paper in _REGISTRY:
-    register_model(_name, config=GANConfig if _cls is GAN else ADEConfig, defaults=_defaults, description=_desc,
-                   paper=_paper)(_cls)
+for _name, _cls, _defaults, _presets, _base, _desc, _paper in _REGISTRY:
+    register_model(_name, config=GANConfig if _cls is GAN else ADEConfig, defaults=_defaults, presets=_presets,
+                   base=_base, description=_desc, paper=_paper)(_cls)

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+import re
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -159,18 +160,43 @@ class GenerativeModel(nn.Module):
 
 
 #: name -> model class; meta: ``config`` (dataclass type), ``defaults`` ({field: value}: what the name means,
-#: e.g. ``gan-rd`` = the GAN with ``disc="rd"``), ``description`` (one line), ``paper`` (table/row it reproduces).
-#: How big a model is at each budget is not here: budgets and presets are one table, ``protocols/presets.py``.
+#: e.g. ``gan-rd`` = the GAN with ``disc="rd"``; the paper's sizes), ``presets`` (how big and how long it trains
+#: at each budget below the paper's, :mod:`models.presets`), ``base`` (the registered name whose presets it
+#: extends), ``description`` (one line), ``paper`` (table/row it reproduces).
 MODELS: Registry[type] = Registry("model")
+
+_BUDGET_KEY = re.compile(r"^[a-z][a-z0-9_-]*(@[0-9]+)?$")
 
 
 def register_model(name: str, *, config: type, defaults: Dict[str, object] | None = None,
+                   presets: Dict[str, Dict[str, object]] | None = None, base: str | None = None,
                    description: str = "", paper: str = ""):
-    defaults = dict(defaults or {})
-    unknown = set(defaults) - {f.name for f in dataclasses.fields(config)}
+    """Register a model class under ``name``: a new model is one file with this call (and its import)."""
+    defaults, presets = dict(defaults or {}), {b: dict(v) for b, v in (presets or {}).items()}
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = set(defaults) - names
     if unknown:
         raise ValueError(f"model {name!r}: unknown {config.__name__} fields in defaults: {sorted(unknown)}")
-    return MODELS.register(name, config=config, defaults=defaults, description=description, paper=paper)
+    for budget, keys in presets.items():
+        if not _BUDGET_KEY.match(budget):
+            raise ValueError(f"model {name!r}: preset key {budget!r} is not a budget or budget@resolution")
+        bad = [k for k in keys if k not in names and k.partition(".")[0] not in ("train", "eval")]
+        if bad:
+            raise ValueError(f"model {name!r}: presets[{budget!r}] has keys that are neither {config.__name__} "
+                             f"fields nor train./eval. keys: {sorted(bad)}")
+    if base is not None and base not in MODELS:
+        raise ValueError(f"model {name!r}: base {base!r} is not registered (register it first)")
+    return MODELS.register(name, config=config, defaults=defaults, presets=presets, base=base,
+                           description=description, paper=paper)
+
+
+def preset_chain(name: str) -> List[str]:
+    """``name`` and the registered names whose presets it extends, most general first."""
+    out: List[str] = []
+    while name and name not in out:
+        out.append(name)
+        name = MODELS.meta(name).get("base") or ""
+    return out[::-1]
 
 
 def default_config(name: str):

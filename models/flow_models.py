@@ -217,13 +217,21 @@ class FlowGAN(RealNVPModel):
         return out
 
 
-# ---- registration (budget presets: protocols/presets.py) ---------------------------------------
+# ---- registration, with the presets of the smaller budgets ----------------------------------------------
 register_model("realnvp", config=RealNVPConfig,
+               presets={"smoke": {"scales": 2, "blocks": 1, "mid": 8, "couplings": 2, "final_couplings": 2},
+                        "cpu": {"scales": 2, "blocks": 2, "mid": 32, "couplings": 3, "final_couplings": 4,
+                                "train.steps": 300, "train.grad_clip": 100.0},
+                        "paper": {"train.grad_clip": 100.0}},
                description="Real-NVP (Dinh et al. 2017), multi-scale, trained by maximum likelihood",
                paper="Table 3, MLE: Real-NVP")(RealNVPModel)
 register_model("glow", config=GlowConfig,
+               presets={"smoke": {"levels": 2, "depth": 2, "hidden": 8},
+                        "cpu": {"levels": 2, "depth": 8, "hidden": 64, "train.steps": 600, "train.grad_clip": 100.0},
+                        "paper": {"train.grad_clip": 100.0}},
                description="Glow (Kingma & Dhariwal 2018): actnorm, invertible 1x1 conv, affine coupling",
                paper="Table 3, MLE: Glow")(GlowModel)
-register_model("flowgan", config=FlowGANConfig,
+register_model("flowgan", config=FlowGANConfig, base="realnvp",
+               presets={"smoke": {"disc_width": 8}, "cpu": {"disc_width": 32, "train.steps": 100}},
                description="Flow-GAN hybrid (Grover et al. 2018): Real-NVP generator, MLE + adversarial loss",
                paper="Table 3, Hybrid (L): FlowGan(H)")(FlowGAN)

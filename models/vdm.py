@@ -447,10 +447,21 @@ class VDM(GenerativeModel):
 #: plain keys: VDMConfig fields; dotted keys: trainer / evaluation keys.  ``paper`` = the config defaults (VDM's
 #: CIFAR-10 network) with VDM's optimiser settings where the suite's trainer has them (module docstring).
 #: ``cpu`` is sized for 8x8 digits (1000 steps: about 100 s at 10 steps/s on one thread); ``cpu@32`` refines it
-#: at 32x32 (protocols/presets.py's budget@resolution layer): half the width, 1.4-2.4 steps/s on one thread (load).
+#: at 32x32 (its ``cpu@32`` preset): half the width, 1.4-2.4 steps/s on one thread (load).
 #: ``paper``: 30.6M parameters; the backward pass keeps about 44 GB of float32 activations at batch 128 (measured
 #: on CPU at batch 2): an 80 GB GPU, or half the batch on a 40 GB one.
 
-register_model("vdm", config=VDMConfig, description="Variational Diffusion Model (Kingma et al. 2021): continuous-"
+register_model("vdm", config=VDMConfig, presets={
+    # Adam as VDM; cpu = a small U-Net on digits, halved at 32x32; paper = VDM's CIFAR-10 optimiser at 200k steps
+    # (VDM: 10M steps with EMA), one bound sample
+    "smoke": {"ch": 8, "blocks": 1, "ch_mult": (1, 2), "attn_mid": True, "dropout": 0.0, "schedule_features": 16,
+              "sample_steps": 4},
+    "cpu": {"ch": 32, "blocks": 1, "ch_mult": (1, 2, 2), "attn_mid": True, "dropout": 0.0, "sample_steps": 100,
+            "nll_samples": 4, "train.steps": 1000, "train.optimizer": "adam", "train.lr": 2e-3, "train.beta1": 0.9,
+            "train.beta2": 0.99, "train.grad_clip": 1.0},
+    "cpu@32": {"ch": 16, "nll_samples": 1},
+    "paper": {"train.optimizer": "adam", "train.lr": 2e-4, "train.beta1": 0.9, "train.beta2": 0.99,
+              "train.batch_size": 128, "train.steps": 200000, "train.grad_clip": 0.0, "eval.iw_k": 0}},
+               description="Variational Diffusion Model (Kingma et al. 2021): continuous-"
                "time diffusion, learned schedule, discrete decoder, eps-prediction U-Net",
                paper="Kingma et al. 2021 (VDM), Table 1: 2.65 bpd on CIFAR-10")(VDM)

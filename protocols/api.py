@@ -29,7 +29,7 @@ from . import distributed as D
 from . import tables  # noqa: F401  (registers the paper's protocols)
 from .base import PROTOCOLS, Context, Protocol
 from .claims import FLOOR, Values, at_snapshot, trajectory, where
-from .config import BUDGETS, ConfigError, RunConfig, has_key, resolve, split_override
+from .config import BUDGETS, ConfigError, Override, RunConfig, as_overrides, has_key, resolve
 from .datasets import load_dataset
 from .executors import ExecutorOptions
 from .pipeline import Cell, extractor_identity
@@ -94,41 +94,39 @@ def model_names(p: Protocol, models: Optional[Sequence[str]] = None) -> List[str
     return names
 
 
-def _scoped(p: Protocol, names: List[str], overrides: Dict[str, str]) -> Dict[str, str]:
+def _scoped(p: Protocol, names: List[str], overrides: List[Override]) -> List[Override]:
     """Overrides with model scopes mapped through the protocol's aliases; a scope outside the run is an error."""
-    out = {}
-    for key, value in overrides.items():
-        scope, dotted = split_override(key)
-        if scope is not None:
-            target = p.resolve_model(scope)
+    out = []
+    for o in overrides:
+        if o.scope is not None:
+            target = p.resolve_model(o.scope)
             if target not in names:
-                raise ConfigError(f"--set {key}: {scope!r} is not a model of this run (models: {', '.join(names)}); "
-                                  f"use {dotted} for every model, or --model {scope}")
-            key = f"{target}.{dotted.partition('model.')[2] if dotted.startswith('model.') else dotted}"
-        out[key] = value
+                raise ConfigError(f"--set {o.text}: {o.scope!r} is not a model of this run (models: "
+                                  f"{', '.join(names)}); use {o.key} for every model, or --model {o.scope}")
+            o = o.rescoped(target) if target != o.scope else o
+        out.append(o)
     return out
 
 
-def resolve_cell(p: Protocol, model: str, seed: int, *, dataset: str, budget: str, overrides: Dict[str, str],
+def resolve_cell(p: Protocol, model: str, seed: int, *, dataset: str, budget: str, overrides: List[Override],
                  world: int = 1) -> RunConfig:
     return resolve(model, dataset=dataset, budget=budget, seed=seed, protocol=p.name, overrides=overrides,
-                   protocol_defaults=p.settings(), model_defaults=p.model_defaults.get(model), world=world,
-                   registered=p.trains_models and model != FLOOR)
+                   protocol_settings=p.settings(), world=world, registered=p.trains_models and model != FLOOR)
 
 
 def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,), *,
-         dataset: str = "digits", budget: str = "cpu", overrides: Optional[Dict[str, str]] = None,
+         dataset: str = "digits", budget: str = "cpu", overrides: Any = None,
          world: int = 1) -> Tuple[List[RunConfig], Dict[str, List[str]]]:
     """Every cell's resolved config, and which models each override reached (an override that reaches no
-    model of the run is an error)."""
+    model of the run is an error).  ``overrides``: ``{key: value}`` or parsed :class:`Override` s."""
     p = PROTOCOLS.get(protocol)
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGETS)}")
     names = model_names(p, models) + ([FLOOR] if p.floor else [])
-    over = _scoped(p, names, dict(overrides or {}))
+    over = _scoped(p, names, as_overrides(overrides))
     cfgs = [resolve_cell(p, m, s, dataset=dataset, budget=budget, overrides=over, world=world)
             for m in names for s in seeds]
-    reach = {key: sorted({c.model for c in cfgs if key in c.applied}) for key in over}
+    reach = {o.text: sorted({c.model for c in cfgs if o.text in c.applied}) for o in over}
     for key, reached in reach.items():
         if not reached:
             raise ConfigError(_unreached(key, cfgs))
@@ -136,14 +134,14 @@ def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[
 
 
 def claim_configs(p: Protocol, trained: Set[str], seed: int, *, dataset: str, budget: str,
-                  overrides: Optional[Dict[str, str]] = None, world: int = 1) -> List[RunConfig]:
+                  overrides: Any = None, world: int = 1) -> List[RunConfig]:
     """The configuration each model of ``p``'s claims is compared at: the run's unscoped overrides on every
     model (``--set train.lr=..`` means the same for the models this run did not train).  A model outside the
     run that those overrides make invalid (``train.phase_lr=disc=..`` for the VAE, which has no ``disc``
     phase) has no comparable configuration: it is left out, and the claims that need it lack evidence."""
     if not p.claims:
         return []
-    unscoped = {k: v for k, v in (overrides or {}).items() if split_override(k)[0] is None}
+    unscoped = [o for o in as_overrides(overrides) if o.scope is None]
     out = []
     for m in model_names(p) + ([FLOOR] if p.floor else []):
         try:

@@ -2,8 +2,8 @@
 
 A protocol declares the paper table it reproduces, the models it compares, the metric keys that make a
 (model, seed) cell complete, the paper claims it tests, and the configuration it imposes on its cells
-(``defaults`` for every model, ``model_defaults`` per model; resolved by :func:`protocols.config.resolve`
-between the budget's presets and the user's overrides).  ``cell(ctx, cell)`` trains and evaluates one
+(:meth:`Protocol.settings`: which checkpoint they evaluate; a layer of :func:`protocols.config.resolve`
+between the model's presets and the user's overrides).  ``cell(ctx, cell)`` trains and evaluates one
 :class:`protocols.pipeline.Cell` and returns its rows; the driver (:mod:`protocols.api`) skips cells whose
 identity is already stored, commits new ones, then evaluates the claims on the configurations it ran.
 """
@@ -69,8 +69,6 @@ class Protocol:
     metrics: Tuple[str, ...]                     # keys that make a cell complete
     claims: Tuple[Claim, ...] = ()
     cell: Optional[Callable] = None              # (ctx, cell: pipeline.Cell) -> cells.CellOutput
-    defaults: Dict[str, Any] = field(default_factory=dict)   # config keys imposed on every model's cells
-    model_defaults: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # model -> config keys
     model_alias: Dict[str, str] = field(default_factory=dict)  # user model name -> model actually trained
     needs_labels: bool = False
     trains_models: bool = True                   # False: cells are not registered models (Table 7)
@@ -83,7 +81,7 @@ class Protocol:
 
     def settings(self) -> Dict[str, Any]:
         """The configuration this protocol imposes on all its cells (a layer of protocols.config.resolve)."""
-        return {**self.defaults, "eval.select": self.checkpoint}
+        return {"eval.select": self.checkpoint}
 
     def resolve_model(self, name: str) -> str:
         return self.model_alias.get(name, name)

@@ -8,12 +8,15 @@ Keys are dotted: ``train.steps``, ``eval.n_samples``, ``model.width``.  :func:`r
 cell's configuration is put together, in this order (later wins), recording where each value came from
 (``RunConfig.sources``, shown by ``--dry-run``):
 
-1. the dataclass defaults (``model.*``: the registered name's own defaults, i.e. the paper's sizes);
-2. the budget (``protocols/presets.py: BUDGETS``), then its ``@resolution`` and ``@dataset`` refinements;
-3. the model's presets for that budget (``PRESETS``, base entries first);
-4. the protocol (``Protocol.defaults`` for every model, then ``Protocol.model_defaults[model]``);
-5. the user's overrides: ``train.*`` / ``eval.*`` / ``model.*`` for every model (a ``model.*`` key reaches the
-   models that have it and use it), then model-scoped ones, ``<model>.<key>`` or ``<model>.train.<key>``;
+1. the dataclass defaults, then (``model.*``) the registered name's own defaults, i.e. the paper's sizes
+   (``register_model(..., defaults=...)``);
+2. the budget (``protocols/budgets.py: BUDGETS``);
+3. the model's presets for that budget, then for ``budget@resolution`` (``register_model(..., presets=...)``;
+   the names it extends through ``base=`` first);
+4. the protocol (``Protocol.settings()``: which checkpoint its cells evaluate);
+5. the user's overrides (each ``--set`` parsed once into an :class:`Override`): ``train.*`` / ``eval.*`` /
+   ``model.*`` for every model (a ``model.*`` key reaches the models that have it and use it), then
+   model-scoped ones, ``<model>.<key>`` or ``<model>.train.<key>``;
 6. values resolved from the machine: ``train.threads=0`` and ``train.device=auto``.
 
 Every value is then checked (ranges, choices, the device) before anything is loaded or trained.
@@ -33,7 +36,7 @@ from typing import Any, Dict, Iterable, List, Optional
 from common.fields import check, opt
 from common.io import atomic_write
 
-from .presets import BUDGETS, PRESETS, chain, qualifiers
+from .budgets import BUDGETS
 
 
 class ConfigError(ValueError):
@@ -237,20 +240,51 @@ def set_value(cfg: RunConfig, key: str, value: Any, source: str = "") -> None:
         cfg.sources[key] = source
 
 
-def parse_overrides(items: Iterable[str]) -> Dict[str, str]:
-    out: Dict[str, str] = {}
+# ---- overrides: global and model-scoped ------------------------------------------------------------
+SECTIONS = ("train", "eval", "model")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One ``--set`` as parsed once: ``text`` as typed (``avade.adv_weight``), the model ``scope`` it is
+    limited to (None: every model it applies to), the dotted ``key`` it sets (``model.adv_weight``), the value."""
+
+    text: str
+    scope: Optional[str]
+    key: str
+    value: Any
+
+    @classmethod
+    def of(cls, text: str, value: Any) -> "Override":
+        scope, key = split_override(text)
+        return cls(text, scope, key, value)
+
+    def rescoped(self, scope: str) -> "Override":
+        """The same override limited to ``scope`` (a protocol's alias mapped to the model it trains)."""
+        return Override(f"{scope}.{self.text.partition('.')[2]}", scope, self.key, self.value)
+
+
+def parse_overrides(items: Iterable[str]) -> List[Override]:
+    """``--set key=value`` items, each parsed once (a key given twice: the last value wins)."""
+    out: Dict[str, Override] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"bad --set {item!r}: use key=value, e.g. --set train.steps=100")
         k, _, v = item.partition("=")
         if not k.strip():
             raise ConfigError(f"bad --set {item!r}: the key is empty; use key=value, e.g. --set train.steps=100")
-        out[k.strip()] = v.strip()
-    return out
+        out.pop(k.strip(), None)
+        out[k.strip()] = Override.of(k.strip(), v.strip())
+    return list(out.values())
 
 
-# ---- overrides: global and model-scoped ------------------------------------------------------------
-SECTIONS = ("train", "eval", "model")
+def as_overrides(overrides: Any) -> List[Override]:
+    """None, a ``{key: value}`` dict (the Python API) or a list of Override -> a list of Override."""
+    if not overrides:
+        return []
+    if isinstance(overrides, dict):
+        return [Override.of(str(k), v) for k, v in overrides.items()]
+    return list(overrides)
 
 
 def split_override(key: str) -> tuple:
@@ -316,16 +350,26 @@ def dataset_resolution(dataset: str) -> int:
 
 
 # ---- resolution --------------------------------------------------------------------------------------
-def _layer_name(name: str, qualifier: str) -> str:
-    return f"preset {name}@{qualifier.partition('@')[2]}" if "@" in qualifier else f"preset {name} ({qualifier})"
+def preset_layers(model: str, budget: str, resolution: int) -> List[tuple]:
+    """(source, keys) of a registered model's presets at a budget: each name of its ``base`` chain, most general
+    first, with the budget's keys then its ``budget@resolution`` refinement."""
+    from models import MODELS
+    from models.base import preset_chain
+    out = []
+    for name in preset_chain(model):
+        presets = MODELS.meta(name).get("presets", {})
+        out.append((f"preset {name} ({budget})", presets.get(budget, {})))
+        out.append((f"preset {name}@{resolution} ({budget})", presets.get(f"{budget}@{resolution}", {})))
+    return out
 
 
 def resolve(model: str, *, dataset: str = "digits", budget: str = "cpu", seed: int = 0, protocol: str = "",
-            overrides: Optional[Dict[str, Any]] = None, protocol_defaults: Optional[Dict[str, Any]] = None,
-            model_defaults: Optional[Dict[str, Any]] = None, resolution: Optional[int] = None,
-            world: int = 1, machine: bool = True, registered: bool = True) -> RunConfig:
+            overrides: Optional[Any] = None, protocol_settings: Optional[Dict[str, Any]] = None,
+            resolution: Optional[int] = None, world: int = 1, machine: bool = True,
+            registered: bool = True) -> RunConfig:
     """One cell's configuration (see the module docstring for the order); checked before it is returned.
 
+    ``overrides``: a list of :class:`Override` (or a ``{key: value}`` dict, parsed here).
     ``registered=False`` resolves a cell that trains no model (Table 7's real subsets): train/eval keys only.
     ``machine=False`` leaves ``threads=0`` / ``device=auto`` unresolved (for tests of the layering)."""
     from models import MODELS, default_config  # local import: config is importable without building models
@@ -335,36 +379,32 @@ def resolve(model: str, *, dataset: str = "digits", budget: str = "cpu", seed: i
     model_cls = MODELS.get(model) if registered else None
     cfg = RunConfig(model=model, dataset=dataset, budget=budget, seed=seed, protocol=protocol,
                     model_cfg=default_config(model) if registered else None, world=world)
+    if registered:
+        for key in MODELS.meta(model)["defaults"]:
+            cfg.sources[f"model.{key}"] = f"registration of {model}"
     res = dataset_resolution(dataset) if resolution is None else resolution
-    quals = qualifiers(budget, res, dataset)
-    layers = [(f"budget {q}", BUDGETS.get(q, {})) for q in quals]
-    layers += [(_layer_name(n, q), PRESETS[n].get(q, {})) for n in chain(model) for q in quals]
-    layers += [(f"protocol {protocol}", protocol_defaults or {}),
-               (f"protocol {protocol} ({model})", model_defaults or {})]
+    layers = [(f"budget {budget}", BUDGETS[budget])]
+    layers += preset_layers(model, budget, res) if registered else []
+    layers += [(f"protocol {protocol}", protocol_settings or {})]
     for source, layer in layers:
         for key, value in layer.items():
-            if key != "base":
-                set_value(cfg, key if "." in key else f"model.{key}", value, source)
-    _apply_overrides(cfg, model_cls, overrides or {})
+            set_value(cfg, key if "." in key else f"model.{key}", value, source)
+    _apply_overrides(cfg, model_cls, as_overrides(overrides))
     if machine:
         _resolve_machine(cfg)
     validate(cfg, model_cls)
     return cfg
 
 
-def _apply_overrides(cfg: RunConfig, model_cls, overrides: Dict[str, Any]) -> None:
-    scoped = []
-    for key, value in overrides.items():
-        scope, dotted = split_override(key)
-        if scope is not None:
-            scoped.append((scope, dotted, key, value))
-        elif applies(cfg, dotted, model_cls):
-            set_value(cfg, dotted, value, f"--set {key}")   # an unknown train/eval key: the error names it
-            cfg.applied.append(key)
-    for scope, dotted, key, value in scoped:
-        if scope == cfg.model:
-            set_value(cfg, dotted, value, f"--set {key}")
-            cfg.applied.append(key)
+def _apply_overrides(cfg: RunConfig, model_cls, overrides: List["Override"]) -> None:
+    for o in overrides:                       # global keys first, then the model-scoped ones (they win)
+        if o.scope is None and applies(cfg, o.key, model_cls):
+            set_value(cfg, o.key, o.value, f"--set {o.text}")   # an unknown train/eval key: the error names it
+            cfg.applied.append(o.text)
+    for o in overrides:
+        if o.scope == cfg.model:
+            set_value(cfg, o.key, o.value, f"--set {o.text}")
+            cfg.applied.append(o.text)
 
 
 def _resolve_machine(cfg: RunConfig) -> None:
@@ -458,7 +498,8 @@ def stage_plan(cfg: RunConfig) -> List[dict]:
 
 
 def provenance(cfg: RunConfig) -> Dict[str, Dict[str, Any]]:
-    """{dotted key: {"value", "from"}} for every key of the three sections (``default`` where nothing set it)."""
+    """{dotted key: {"value", "from"}} for every key of the three sections (``default of <Config>`` where no
+    layer set it)."""
     out: Dict[str, Dict[str, Any]] = {}
     for section in SECTIONS:
         obj = _section(cfg, section) if section != "model" or cfg.model_cfg is not None else None
@@ -466,7 +507,7 @@ def provenance(cfg: RunConfig) -> Dict[str, Dict[str, Any]]:
             continue
         for f in fields(obj):
             key = f"{section}.{f.name}"
-            out[key] = {"value": getattr(obj, f.name), "from": cfg.sources.get(key, "default")}
+            out[key] = {"value": getattr(obj, f.name), "from": cfg.sources.get(key, f"default of {type(obj).__name__}")}
     return out
 
 

@@ -120,7 +120,7 @@ def dry_run(args, overrides) -> str:
            "overrides_reached": {k: v for k, v in reach.items()}, "cells": []}
     for cfg in cfgs:
         cell = {"model": cfg.model, "seed": cfg.seed, "config_hash": cfg.hash(), "config": cfg.to_dict(),
-                "sources": {k: v["from"] for k, v in provenance(cfg).items() if v["from"] != "default"}}
+                "sources": {k: v["from"] for k, v in provenance(cfg).items()}}
         if cfg.model_cfg is not None:
             cell["stages"] = stage_plan(cfg)
         out["cells"].append(cell)
@@ -190,7 +190,9 @@ def _main(args) -> int:
     from .config import parse_overrides
     overrides = parse_overrides(args.overrides)
     if args.inception_weights:
-        overrides["eval.inception_weights"] = args.inception_weights
+        from .config import Override
+        overrides = [o for o in overrides if o.text != "eval.inception_weights"]
+        overrides.append(Override.of("eval.inception_weights", args.inception_weights))
     if args.list:
         print(list_registries())
         return EXIT_OK

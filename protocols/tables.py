@@ -6,6 +6,7 @@ registry; claims are evaluated on whatever the store holds for (protocol, datase
 from __future__ import annotations
 
 from metrics import keys as K
+from models.presets import TABLE9_AVADE, TABLE9_VADE
 
 from .base import Protocol, register_protocol
 from .cells import gan_train_test_cell, sensitivity_cell, standard_cell
@@ -57,8 +58,7 @@ register_protocol(Protocol(
 register_protocol(Protocol(
     name="architecture", table="Table 9",
     description="scales x blocks of the invertible map, for V-ADE (MLE) and AV-ADE (hybrid)",
-    models=("avade-s1b2", "avade-s2b2", "avade-s2b4", "avade-s3b3",
-            "vade-s1b2", "vade-s2b2", "vade-s3b2", "vade-s4b1"),
+    models=tuple(f"avade-s{s}b{b}" for s, b in TABLE9_AVADE) + tuple(f"vade-s{s}b{b}" for s, b in TABLE9_VADE),
     metrics=(K.BPD, K.IS, K.FID), cell=standard_cell, floor=True,
     claims=(
         beats("avade-s2b2", "avade-s1b2", K.BPD, cid="scales-help-bpd-avade",

@@ -74,23 +74,24 @@ def test_every_registered_model_resolves_at_every_budget(dataset):
 
 
 def test_layers_apply_in_order_and_say_where_each_value_came_from():
-    cfg = resolve("avade-wg-rd", budget="cpu", protocol="refinements", protocol_defaults={"eval.prd_runs": 3},
-                  model_defaults={"adv_weight": 50.0}, overrides={"model.z_dim": "16"})
+    cfg = resolve("avade-wg-rd", budget="cpu", protocol="refinements", protocol_settings={"eval.prd_runs": 3},
+                  overrides={"model.z_dim": "16", "avade-wg-rd.adv_weight": "50"})
     src = {k: v["from"] for k, v in provenance(cfg).items()}
     assert src["train.beta1"] == "budget cpu"
     assert src["model.width"] == "preset avade-wg-rd (cpu)" and cfg.model_cfg.width == 64
     assert src["model.disc_width"] == "preset avade-rd (cpu)" and cfg.model_cfg.disc == "rd"
     assert src["model.gp_weight"] == "preset avade (cpu)"
     assert src["eval.prd_runs"] == "protocol refinements" and cfg.eval.prd_runs == 3
-    assert src["model.adv_weight"] == "protocol refinements (avade-wg-rd)"
+    assert src["model.adv_weight"] == "--set avade-wg-rd.adv_weight" and cfg.model_cfg.adv_weight == 50.0
     assert src["model.z_dim"] == "--set model.z_dim" and cfg.model_cfg.z_dim == 16
-    assert src["model.flow_couplings"] == "default"
+    assert src["model.iaf"] == "default of ADEConfig"                # every value names its source
+    assert src["model.disc"] == "registration of avade-wg-rd"        # what the name means: its registration
     assert src["train.threads"].startswith("machine")
 
 
 def test_a_resolution_specific_preset_wins_over_the_budget(monkeypatch):
-    from protocols import presets
-    monkeypatch.setitem(presets.PRESETS["vae"], "cpu@32", {"width": 48})
+    from models import MODELS
+    monkeypatch.setitem(MODELS.meta("vae")["presets"], "cpu@32", {"width": 48})
     assert resolve("vae", budget="cpu", dataset="cifar10").model_cfg.width == 48
     assert resolve("vae", budget="cpu", dataset="digits").model_cfg.width == 32
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from models import MODELS, DataSpec, build_model, default_config
 from models.ade import ADE, GAN, ADEConfig, GANConfig
 from protocols.config import resolve
-from protocols.presets import PRESETS
+from toy_models import ToyConfig
 from test_models_numerics import DATA, digits_batch, one_thread, smoke_model  # noqa: F401 (fixture)
 
 NAMES = [n for n in MODELS.names() if MODELS.meta(n)["config"].__module__ == "models.ade"]
@@ -134,30 +135,58 @@ def test_configs_are_one_class_per_family_with_named_defaults():
 def test_every_residual_d_model_takes_one_d_per_budget_and_resolution():
     """One rule for Table 2's rd rows: at each budget and resolution gan-rd, avade-rd and its children share
     the residual D's width; at 32x32 on the cpu budget it is the paper's 16 (width 8 died there)."""
-    rd = [n for n in MODELS.names() if n in PRESETS and getattr(default_config(n), "disc", "") == "rd"]
+    rd = [n for n in MODELS.names() if getattr(default_config(n), "disc", "") == "rd"]
     assert {"gan-rd", "avade-rd", "avade-iaf-rd", "avade-wg-rd"} <= set(rd)
     for dataset, width in (("digits", 8), ("fashion-mnist", 16)):
         widths = {n: resolve(n, budget="cpu", dataset=dataset, machine=False).model_cfg.disc_width for n in rd}
         assert set(widths.values()) == {width}, widths
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_presets_name_real_fields(name):
-    from protocols.presets import chain
-    if name not in MODELS:
-        assert any(name in chain(m) for m in MODELS.names()), f"{name} is neither a model nor a base"
-        return
-    fields = {f.name for f in dataclasses.fields(MODELS.meta(name)["config"])}
-    for budget, preset in PRESETS[name].items():
-        if budget == "base":
-            assert preset in PRESETS
-            continue
-        for key in preset:
-            assert key in fields or key.split(".")[0] in ("train", "eval"), f"{name}/{budget}: {key}"
-
-
-def test_every_model_has_presets_and_cpu_steps():
-    from protocols.presets import chain
+def test_every_model_has_cpu_steps_in_its_presets():
+    from models.base import preset_chain
     for name in MODELS.names():
-        assert name in PRESETS, f"{name} has no entry in protocols/presets.py"
-        assert any("train.steps" in PRESETS[n].get("cpu", {}) for n in chain(name)), name
+        assert any("train.steps" in MODELS.meta(n)["presets"].get("cpu", {}) for n in preset_chain(name)), name
+
+
+def test_presets_that_name_no_field_are_refused_at_registration():
+    from models import register_model
+    with pytest.raises(ValueError, match="neither ToyConfig fields nor train./eval. keys"):
+        register_model("toy-bad", config=ToyConfig, presets={"cpu": {"widht": 3}})
+    with pytest.raises(ValueError, match="is not a budget or budget@resolution"):
+        register_model("toy-bad", config=ToyConfig, presets={"cpu@fashion": {"hidden": 3}})
+    with pytest.raises(ValueError, match="base 'nope' is not registered"):
+        register_model("toy-bad", config=ToyConfig, base="nope")
+    assert "toy-bad" not in MODELS
+
+
+NEW_FILE = """
+from models import register_model
+from toy_models import ToyConfig, ToyGaussian
+
+register_model("toy-newfile", config=ToyConfig, presets={"smoke": {"hidden": 4}, "cpu": {"train.steps": 3}},
+               description="a toy density in a file of its own")(ToyGaussian)
+"""
+
+
+def test_a_model_in_a_new_file_needs_no_other_edit(tmp_path, monkeypatch):
+    """A new model is one file with its register_model call (with its presets) and its import: it resolves,
+    trains and is evaluated by a protocol, with every value's source named."""
+    import importlib
+
+    from protocols.api import run_protocol
+    from protocols.config import provenance
+    (tmp_path / "toy_newfile.py").write_text(NEW_FILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("toy_newfile")
+        cfg = resolve("toy-newfile", budget="smoke")
+        assert cfg.model_cfg.hidden == 4 and provenance(cfg)["model.hidden"]["from"] == "preset toy-newfile (smoke)"
+        assert resolve("toy-newfile", budget="cpu", machine=False).train.steps == 3
+        res = run_protocol("ablation", models=["toy-newfile"], budget="smoke", seeds=1, results=tmp_path / "r.sqlite",
+                           out=tmp_path / "runs", overrides={"eval.n_samples": "60"}, progress=False)
+        assert [(c.model, c.status) for c in res.cells] == [("toy-newfile", "done"), ("real", "done")]
+        assert {"bpd", "fid"} <= set(res.table["toy-newfile"])
+    finally:
+        MODELS._items.pop("toy-newfile", None)
+        MODELS._meta.pop("toy-newfile", None)
+        sys.modules.pop("toy_newfile", None)

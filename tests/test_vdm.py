@@ -21,7 +21,6 @@ from scipy import integrate, special
 
 from models import MODELS, Batch, DataSpec, bits_per_dim, quantize
 from protocols.config import resolve
-from protocols.presets import PRESETS
 from models.vdm import (FixedLinearSchedule, LearnedSchedule, VDM, VDMConfig, ancestral_sample,
                         decode_levels, default_gamma_min, diffusion_loss, discrete_recon_nll, encode,
                         prior_kl, stratified_times)
@@ -278,7 +277,7 @@ def test_schedule_shape_gets_the_variance_gradient_and_the_rest_the_bound():
 # ---- smoke ----------------------------------------------------------------------------------------------
 def test_registered_and_smoke_step_sample_nll():
     assert "vdm" in MODELS and MODELS.get("vdm") is VDM
-    assert {"smoke", "cpu", "cpu@32", "paper"} <= set(PRESETS["vdm"])
+    assert {"smoke", "cpu", "cpu@32", "paper"} <= set(MODELS.meta("vdm")["presets"])
     assert resolve("vdm", budget="cpu", dataset="fashion-mnist", machine=False).model_cfg.ch == 16
     data = DataSpec(1, 8, 17, 10)
     torch.manual_seed(0)
