@@ -2,7 +2,7 @@
 
     python -m leaderboard.build [--results results/results.sqlite] [--out leaderboard/site] [--debug]
 
-Reads only the store (``protocols.store.ResultsStore`` opened read-only: measurements, runs, claims) and the
+Reads only the store (``common.store.ResultsStore`` opened read-only: measurements, runs, claims) and the
 run directories it names, and writes ``<out>/index.html`` plus ``<out>/img/*.png``; it never writes to the
 store, so a store on a read-only disk builds too.  The page opens from disk: CSS and JS are inline, images
 are linked relatively, nothing is fetched from the network.  All text that comes from configs, names,
@@ -38,7 +38,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from common.cli import run_main
 from common.io import atomic_write
 from metrics import keys
-from protocols.store import ResultsStore, StoreError, utcnow
+from common.store import ResultsStore, StoreError, utcnow
 
 from . import configs as cfgs
 from . import figures, gallery, views

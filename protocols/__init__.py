@@ -1,7 +1,7 @@
-"""Protocols: the paper's tables as runnable comparisons, the one trainer, datasets, configuration and the
-results store.
+"""Protocols: the paper's tables as runnable comparisons, the one trainer, datasets, configuration, the cell
+scheduler and its executors (the results store they write is ``common.store``, below this package).
 
-``import protocols`` is light (the leaderboard reads ``protocols.store`` without torch); the registries and
+``import protocols`` is light; the registries and
 the driver load on first use: ``from protocols.api import run_protocol`` (or ``protocols.run_protocol``,
 ``protocols.PROTOCOLS``) has every model, metric, dataset and protocol registered.
 """

@@ -34,7 +34,7 @@ from .datasets import load_dataset
 from .executors import ExecutorOptions
 from .pipeline import Cell, extractor_identity
 from .scheduler import CellOutcome, run_cells
-from .store import ResultsStore
+from common.store import ResultsStore
 
 
 @dataclass

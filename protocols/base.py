@@ -19,7 +19,7 @@ import torch
 from common.registry import Registry
 
 from .claims import Claim
-from .store import ResultsStore
+from common.store import ResultsStore
 
 
 def code_version() -> str:

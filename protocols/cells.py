@@ -28,7 +28,7 @@ from .base import Context
 from .evaluate import (PRODUCER, bpd_values, convention_values, gan_train_test_values, sample_metrics,
                        sampling_cost_values, save_figures, sensitivity_values, snapshot_values, steps_curve_values)
 from .pipeline import Cell, checkpoint_label, rows, sample_images, snapshot_rows, train
-from .store import Measurement
+from common.store import Measurement
 
 
 @dataclass

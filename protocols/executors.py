@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional
 from common.io import atomic_write
 
 from .config import ConfigError, RunConfig
-from .store import Measurement
+from common.store import Measurement
 
 RESULT_FILE, FAILED_FILE, ATTEMPTS_FILE, JOB_FILE, LOCK_FILE = (
     "result.json", "failed.json", "attempts.json", "job.json", "worker.lock")

@@ -4,7 +4,7 @@ Data flow (DESIGN.md): dataset -> trainer -> checkpoint -> evaluator (samples ->
 metric) -> results store.  Rank 0 writes; under torchrun, training is data-parallel and sampling /
 held-out BPD are sharded over ranks.
 
-Identity (protocols/store.py): a cell is (protocol, dataset and its content hash, model, resolved config
+Identity (common/store.py): a cell is (protocol, dataset and its content hash, model, resolved config
 hash, extractor identity, seed).  :class:`Cell` computes its ``group_key`` (without the seed) and
 ``cell_key`` before anything is trained, so a cell is skipped only when exactly that cell is stored.
 """
@@ -27,7 +27,7 @@ from models.base import GenerativeModel
 from . import distributed as D
 from .base import Context, Protocol
 from .config import RunConfig, save_config
-from .store import Measurement
+from common.store import Measurement
 from .trainer import CheckpointError, Trainer, TrainResult, load_checkpoint
 
 

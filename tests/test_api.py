@@ -4,7 +4,7 @@ import torch
 
 from leaderboard.build import build
 from protocols.api import run_protocol
-from protocols.store import ResultsStore
+from common.store import ResultsStore
 
 SMALL = {"eval.n_samples": "60"}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from protocols.store import Measurement, ResultsStore
+from common.store import Measurement, ResultsStore
 
 RUN = "run"            # python -m protocols.run
 METRICS = "metrics"    # python -m metrics

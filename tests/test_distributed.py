@@ -54,7 +54,7 @@ def test_torchrun_cli_end_to_end(tmp_path):
            "--no-progress"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    from protocols.store import ResultsStore
+    from common.store import ResultsStore
     rows = ResultsStore(tmp_path / "r.sqlite").measurements(model="vae")
     assert {"bpd", "fid"} <= {x["metric"] for x in rows}
     assert len([x for x in rows if x["metric"] == "bpd"]) == 1  # rank 0 wrote once

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from protocols.store import ResultsStore
+from common.store import ResultsStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,7 +16,7 @@ import pytest
 
 from protocols.api import run_protocol
 from protocols.executors import ATTEMPTS_FILE, JOB_FILE, ExecutorOptions
-from protocols.store import ResultsStore
+from common.store import ResultsStore
 
 pytestmark = pytest.mark.executors
 ROOT = str(Path(__file__).resolve().parents[1])

@@ -16,7 +16,7 @@ from leaderboard import build as lb
 from leaderboard.paper_numbers import PAPER_ROWS, PAPER_TABLES
 from leaderboard.tables import aggregate, group_tables
 from metrics import keys
-from protocols.store import Measurement, ResultsStore
+from common.store import Measurement, ResultsStore
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_ATTR = '"><img src=x onerror=alert(1)>'

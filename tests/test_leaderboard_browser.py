@@ -20,7 +20,7 @@ import pytest
 
 from leaderboard.build import build
 from metrics import keys
-from protocols.store import Measurement, ResultsStore
+from common.store import Measurement, ResultsStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

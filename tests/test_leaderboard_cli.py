@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from metrics import keys
-from protocols.store import Measurement, ResultsStore
+from common.store import Measurement, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

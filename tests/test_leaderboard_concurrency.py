@@ -9,7 +9,7 @@ from pathlib import Path
 
 from leaderboard.build import LOCK_NAME, build
 from metrics import keys
-from protocols.store import Measurement, ResultsStore
+from common.store import Measurement, ResultsStore
 
 
 def _rows_on_page(index: Path) -> int:

@@ -2,13 +2,12 @@
 17 levels), checkpoint round trips, stages and presets."""
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 import pytest
 import torch
 
-from models import MODELS, DataSpec, build_model, default_config
+from models import MODELS, DataSpec, default_config
 from models.ade import ADE, GAN, ADEConfig, GANConfig
 from protocols.config import resolve
 from toy_models import ToyConfig

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from protocols.store import ResultsStore
+from common.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.paper       # minutes on a CPU: CI runs it in a second pytest call (.ci/run)

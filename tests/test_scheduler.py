@@ -5,7 +5,7 @@ import json
 
 from protocols.api import run_protocol
 from protocols.executors import RESULT_FILE, read_result
-from protocols.store import ResultsStore
+from common.store import ResultsStore
 
 KW = dict(models=["vae"], budget="smoke", seeds=1, progress=False, overrides={"eval.n_samples": "60"})
 

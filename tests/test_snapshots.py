@@ -11,7 +11,7 @@ import pytest
 from protocols.api import along_training, snapshot_series
 from protocols.claims import Values, beats, trajectory
 from protocols.config import resolve, snapshot_steps
-from protocols.store import Measurement, ResultsStore
+from common.store import Measurement, ResultsStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,7 @@ import multiprocessing as mp
 
 import pytest
 
-from protocols.store import Measurement, ResultsStore, StoreError
+from common.store import Measurement, ResultsStore, StoreError
 
 
 def _writer(path, worker, n):

@@ -21,7 +21,7 @@ from scipy import integrate, special
 
 from models import MODELS, Batch, DataSpec, bits_per_dim, quantize
 from protocols.config import resolve
-from models.vdm import (FixedLinearSchedule, LearnedSchedule, VDM, VDMConfig, ancestral_sample,
+from models.vdm import (FixedLinearSchedule, LearnedSchedule, VDM, ancestral_sample,
                         decode_levels, default_gamma_min, diffusion_loss, discrete_recon_nll, encode,
                         prior_kl, stratified_times)
 
