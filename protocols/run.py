@@ -196,12 +196,12 @@ def _main(args) -> int:
     if args.list:
         print(list_registries())
         return EXIT_OK
+    executor = executor_options(args)
     if args.dry_run:
         print(dry_run(args, overrides))
         return EXIT_OK
     from . import distributed as D
     from .api import default_results, default_site, run_protocol
-    executor = executor_options(args)
     res = run_protocol(args.protocol, models=args.model, dataset=args.dataset, budget=args.budget, seed=args.seed,
                        seeds=args.seeds, data_root=args.data_root, download=args.download, results=args.results,
                        out=args.out, overrides=overrides, resume=args.resume, fresh=args.fresh,
