@@ -1,7 +1,7 @@
 """Paper claims as checks on measured values over seeds, that know the noise.
 
 A claim compares models on one metric.  With the values of each model over seeds (one configuration per
-model: :func:`protocols.api.stored_values`), a comparison is
+model: :func:`protocols.verdicts.stored_values`), a comparison is
 
 * ``reproduced`` when every seed of the first model is better than every seed of the second (the seed ranges
   do not overlap, in the claimed direction), ``not reproduced`` when they do not overlap the other way;
