@@ -112,6 +112,8 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, not {seed}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if executor is not None and (executor.gpus_per_cell or 0) > 1:
+        world = int(executor.gpus_per_cell)       # each cell runs as a torchrun of that many processes
     cfgs, _ = plan(protocol, models, range(seed, seed + n_seeds), dataset=dataset, budget=budget,
                    overrides=overrides, world=world)
     devices = {c.train.device for c in cfgs}

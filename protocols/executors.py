@@ -334,7 +334,7 @@ class _SubmititJob(Job):
         self.log = str(job.paths.stdout)
 
     def done(self) -> bool:
-        return self.job.done()
+        return self.job.done()   # submitit's poll of the job (sacct on Slurm, the process locally)
 
     def outcome(self) -> Dict[str, Any]:
         import submitit

@@ -133,3 +133,18 @@ def test_a_killed_driver_restarted_stores_nothing_twice_and_loses_nothing(tmp_pa
     third = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert third.returncode == 0 and third.stdout.count("already in the store, skipped") == 4
     assert len(_rows(tmp_path / "r.sqlite")) == len(rows)
+
+
+def test_a_cell_of_two_processes_runs_as_a_torchrun_inside_its_task(tmp_path):
+    """--gpus-per-cell 2 (here on the CPU, gloo): each cell is a 2-process torchrun in its worker, and its config
+    hash is that of a 2-process run (world=2), as a torchrun of the driver would store it."""
+    from protocols.api import plan
+    opts = _engine("submitit")
+    opts.gpus_per_cell = 2
+    over = {"eval.n_samples": "60", "train.threads": "1", "train.device": "cpu"}
+    res = run_protocol("ablation", models=["vae"], budget="smoke", seeds=1, progress=False, overrides=over,
+                       results=tmp_path / "r.sqlite", out=tmp_path / "runs", executor=opts)
+    assert {c.status for c in res.cells} == {"done"}
+    (cfg,) = [c for c in plan("ablation", ["vae"], [0], budget="smoke", overrides=over, world=2)[0] if c.model == "vae"]
+    assert res.configs["vae"] == cfg.hash() != plan("ablation", ["vae"], [0], budget="smoke", overrides=over)[0][0].hash()
+    assert list((tmp_path / "runs").glob("digits/ablation/vae/seed0-*/task.pkl"))
