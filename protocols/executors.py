@@ -372,6 +372,18 @@ class SubmititEngine:
         jobs = self.executor.map_array(CellWorker(), tasks)
         return [_SubmititJob(j) for j in jobs]
 
+    #: Slurm states of a job that will still run (or is running): a restarted driver waits for it
+    ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED")
+
+    def reattach(self, record: Dict[str, Any]) -> Optional[Job]:
+        """The Slurm job an earlier driver submitted for this cell, if Slurm will still run it (a pending array
+        task has no worker lock yet, so the run directory alone cannot tell)."""
+        if self.cluster != "slurm" or record.get("engine") != "submitit" or not record.get("job_id"):
+            return None
+        from submitit.slurm.slurm import SlurmJob
+        job = SlurmJob(folder=str(self.folder / "%j"), job_id=str(record["job_id"]))
+        return _SubmititJob(job) if job.state.split()[0] in self.ALIVE else None
+
     def close(self) -> None:
         pass
 
@@ -418,6 +430,9 @@ class RayEngine:
 
     def submit(self, tasks: List[CellTask]) -> List[Job]:
         return [_RayJob(self.remote.remote(t), t.log or "") for t in tasks]
+
+    def reattach(self, record: Dict[str, Any]) -> Optional[Job]:
+        return None      # a driver's tasks end with it; a live worker is found by its lock (AttachedJob)
 
     def close(self) -> None:
         if self.started:

@@ -182,6 +182,7 @@ class _Slot:
     job: Optional[X.Job] = None
     state: str = "queued"            # queued (not submitted, or no worker started yet) | running | done | failed
     starts_before: int = 0           # worker starts of this task's token before the current submission
+    record: Dict[str, Any] = field(default_factory=dict)   # job.json of an earlier driver (re-attach)
 
 
 class _Remote:
@@ -238,7 +239,7 @@ class _Remote:
                           **self.task_args)
         if record.get("token"):       # the same submission as before: its worker continues from the checkpoint
             task.token = record["token"]
-        slot = _Slot(i, cell, claim, task)
+        slot = _Slot(i, cell, claim, task, record=record)
         if record and X.worker_alive(run_dir):
             slot.job, slot.state = X.AttachedJob(run_dir, record), "running"
             ctx.log(f"{_tag(self.p, cell)}: re-attached to its running worker (job {record.get('job_id', '?')}; "
@@ -261,6 +262,14 @@ class _Remote:
                      f"{sum(s.state == 'queued' for s in self.slots)} cell(s) to run, "
                      f"{cpus} CPU(s) and {max(self._gpus(c) for c in cells)} GPU(s) each")
         try:
+            for s in self.slots:       # jobs an earlier driver submitted that the engine will still run
+                if s.state == "queued" and s.job is None and s.record:
+                    job = engine.reattach(s.record)
+                    if job is not None:
+                        s.job, s.state = job, "running"
+                        s.starts_before = _starts(Path(s.task.run_dir), s.task.token)
+                        self.ctx.log(f"{_tag(self.p, s.cell)}: re-attached to job {job.id} of an earlier driver; "
+                                     f"log {job.log}")
             while any(s.state in ("queued", "running") for s in self.slots):
                 self._submit(engine)
                 for s in self.slots:

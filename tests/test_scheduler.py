@@ -31,3 +31,64 @@ def test_a_result_file_of_another_cell_or_unreadable_is_set_aside(tmp_path, caps
     assert not (tmp_path / RESULT_FILE).exists() and len(list(tmp_path.glob(f"{RESULT_FILE}.unreadable-*"))) == 1
     (tmp_path / RESULT_FILE).write_text("{not json")
     assert read_result(tmp_path, "mine") is None and "the cell runs again" in capsys.readouterr().err
+
+
+class _FakeJob:
+    def __init__(self, task, jid):
+        from protocols.executors import run_task
+        self.id, self.log, self._out = jid, "", run_task(task)     # runs the cell here, at once
+
+    def done(self):
+        return True
+
+    def outcome(self):
+        return self._out
+
+
+class _FakeEngine:
+    """An engine that runs each task in this process: the driver's remote loop without submitit or Ray."""
+    throttle = None
+
+    def __init__(self):
+        self.submitted, self.reattached = [], []
+
+    def submit(self, tasks):
+        self.submitted += [(t.model, t.seed) for t in tasks]
+        return [_FakeJob(t, f"job-{t.model}-{t.seed}") for t in tasks]
+
+    def reattach(self, record):
+        if record.get("job_id") != "earlier-1":
+            return None
+        self.reattached.append(record["job_id"])
+        return _FakeJob(self.task_of[record["token"]], "earlier-1")
+
+    def close(self):
+        pass
+
+
+def test_the_remote_loop_reattaches_to_a_job_of_an_earlier_driver_instead_of_submitting_again(tmp_path, monkeypatch):
+    """A restarted driver finds job.json of a job its engine will still run (a pending Slurm array task): it waits
+    for that job instead of submitting the cell again, stores its rows once, and submits only the other cells."""
+    from protocols import executors as X
+    from protocols.api import plan
+    engine = _FakeEngine()
+    monkeypatch.setattr(X, "make_engine", lambda *a, **k: engine)
+    engine.task_of = {}                   # the earlier driver's submission of vae seed 0, pending in the queue
+    (cfg,) = [c for c in plan("ablation", ["vae"], [0], budget="smoke", overrides=KW["overrides"])[0]
+              if c.model == "vae"]
+    run_dir = tmp_path / "runs" / "digits" / "ablation" / "vae" / f"seed0-{cfg.hash()}"
+    run_dir.mkdir(parents=True)
+    (run_dir / X.JOB_FILE).write_text(json.dumps({"engine": "ray", "job_id": "earlier-1", "token": "tok-1"}))
+    orig_task = X.CellTask.__init__
+
+    def capture(self, *a, **k):
+        orig_task(self, *a, **k)
+        if self.model == "vae":
+            engine.task_of["tok-1"] = self
+    monkeypatch.setattr(X.CellTask, "__init__", capture)
+    res = run_protocol("ablation", results=tmp_path / "r.sqlite", out=tmp_path / "runs",
+                       executor=X.ExecutorOptions("ray", poll_s=0.01), **KW)
+    assert {(c.model, c.status) for c in res.cells} == {("vae", "done"), ("real", "done")}
+    assert engine.reattached == ["earlier-1"] and engine.submitted == [("real", 0)]
+    rows = ResultsStore(tmp_path / "r.sqlite").measurements(model="vae")
+    assert len({(r["metric"], r["snapshot"]) for r in rows}) == len(rows) and any(r["metric"] == "bpd" for r in rows)
