@@ -352,7 +352,11 @@ class SubmititEngine:
     def __init__(self, opts: ExecutorOptions, folder: Path, cpus: int, gpus: float):
         submitit = import_engine("submitit")
         self.folder = Path(folder)
-        self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=opts.submitit_cluster)
+        try:
+            self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=opts.submitit_cluster)
+        except RuntimeError as e:       # e.g. --submitit-cluster slurm where there is no srun
+            raise ConfigError(f"--executor submitit: {e} (run the driver on a Slurm login node, or pass "
+                              f"--submitit-cluster local)") from None
         params: Dict[str, Any] = {"timeout_min": opts.slurm_time_min, "cpus_per_task": cpus, "tasks_per_node": 1,
                                   "nodes": 1, "name": "avade-cell"}
         if gpus:

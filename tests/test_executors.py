@@ -148,3 +148,22 @@ def test_a_cell_of_two_processes_runs_as_a_torchrun_inside_its_task(tmp_path):
     (cfg,) = [c for c in plan("ablation", ["vae"], [0], budget="smoke", overrides=over, world=2)[0] if c.model == "vae"]
     assert res.configs["vae"] == cfg.hash() != plan("ablation", ["vae"], [0], budget="smoke", overrides=over)[0][0].hash()
     assert list((tmp_path / "runs").glob("digits/ablation/vae/seed0-*/task.pkl"))
+
+
+def test_the_slurm_array_asks_for_what_the_options_say(tmp_path, monkeypatch):
+    """On a Slurm node (a stand-in srun on PATH here): one array per round, the partition, the time limit, a
+    GPU per cell, the array's parallelism, requeue on preemption; without srun a one-line error says what to do."""
+    from protocols.config import ConfigError
+    from protocols.executors import SubmititEngine
+    _engine("submitit")
+    opts = ExecutorOptions("submitit", submitit_cluster="slurm", slurm_partition="gpu", slurm_time_min=720, workers=8)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="pass --submitit-cluster local"):
+        SubmititEngine(opts, tmp_path / "sub", cpus=8, gpus=1)
+    (tmp_path / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "srun").chmod(0o755)
+    engine = SubmititEngine(opts, tmp_path / "sub", cpus=8, gpus=1)
+    params = engine.executor._executor.parameters
+    assert engine.cluster == "slurm" and engine.throttle is None          # Slurm throttles the array itself
+    assert (params["partition"], params["time"], params["gpus_per_node"], params["cpus_per_task"],
+            params["array_parallelism"], params["additional_parameters"]) == ("gpu", 720, 1, 8, 8, {"requeue": True})
