@@ -127,7 +127,8 @@ def _earlier_result(ctx: Context, p: Protocol, cell: Cell, fresh: bool) -> Optio
         return None
     output = X.read_result(run_dir, cell.cell_key) if D.is_main() else None
     if output is not None:
-        ctx.log(f"{_tag(p, cell)}: finished earlier by a worker whose driver stopped before storing it; stored now")
+        ctx.log(f"{_tag(p, cell)}: finished earlier by a worker whose driver stopped before storing it; stored now "
+                f"(--fresh retrains it)")
     return output
 
 
@@ -205,17 +206,20 @@ class _Remote:
             for i, cell in enumerate(self.cells):
                 if not self._prepare(i, cell, wait=False):
                     deferred.append(i)
-            if any(s.state == "queued" for s in self.slots):
+            if self._pending():
                 self._drive()
             for i in deferred:         # cells another driver was handling: wait for it, then run what is left
                 self._prepare(i, self.cells[i], wait=True)
-            if any(s.state == "queued" for s in self.slots):
+            if self._pending():
                 self._drive()
         finally:
             for s in self.slots:
                 if s.claim is not None:
                     s.claim.release()
         return [self.outcomes[i] for i in range(len(self.cells))]
+
+    def _pending(self) -> bool:
+        return any(s.state in ("queued", "running") for s in self.slots)
 
     def _prepare(self, i: int, cell: Cell, *, wait: bool) -> bool:
         ctx = self.ctx
@@ -233,6 +237,9 @@ class _Remote:
             return True
         run_dir = _start(ctx, cell).resolve()
         record = _read_json(run_dir / X.JOB_FILE) or {}
+        if X.read_failure(run_dir):   # it failed before: a new submission, from scratch unless --resume
+            (run_dir / X.FAILED_FILE).unlink(missing_ok=True)
+            record = {}
         gpus = self._gpus(cell)
         task = X.CellTask(self.p.name, cell.model, cell.seed, cell.cfg, cell.cell_key, str(run_dir),
                           gpus=gpus, log=str(run_dir / "worker.log") if self.opts.engine == "ray" else None,
@@ -270,13 +277,13 @@ class _Remote:
                         s.starts_before = _starts(Path(s.task.run_dir), s.task.token)
                         self.ctx.log(f"{_tag(self.p, s.cell)}: re-attached to job {job.id} of an earlier driver; "
                                      f"log {job.log}")
-            while any(s.state in ("queued", "running") for s in self.slots):
+            while self._pending():
                 self._submit(engine)
                 for s in self.slots:
                     if s.state == "running" and s.job is not None and s.job.done():
                         self._finish(s)
                 self._status()
-                if any(s.state in ("queued", "running") for s in self.slots):
+                if self._pending():
                     time.sleep(self.opts.poll_s)
         except KeyboardInterrupt:
             self.ctx.log(f"[{self.p.name}] driver interrupted: workers that are running keep running (Slurm) or "

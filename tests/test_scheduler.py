@@ -92,3 +92,33 @@ def test_the_remote_loop_reattaches_to_a_job_of_an_earlier_driver_instead_of_sub
     assert engine.reattached == ["earlier-1"] and engine.submitted == [("real", 0)]
     rows = ResultsStore(tmp_path / "r.sqlite").measurements(model="vae")
     assert len({(r["metric"], r["snapshot"]) for r in rows}) == len(rows) and any(r["metric"] == "bpd" for r in rows)
+
+
+def test_a_restarted_driver_waits_for_a_live_worker_of_an_earlier_driver(tmp_path, monkeypatch):
+    """A worker of an earlier driver still holds its cell's lock: the new driver submits nothing for that cell,
+    waits for the lock to drop, then stores the worker's result once."""
+    import fcntl
+    import os
+    import threading
+
+    from protocols import executors as X
+    run_protocol("ablation", results=tmp_path / "a.sqlite", out=tmp_path / "runs", **KW)   # leaves result.json
+    (run_dir,) = (tmp_path / "runs").glob("digits/ablation/vae/seed0-*")
+    (run_dir / X.RESULT_FILE).rename(run_dir / "finished-later.json")
+    (run_dir / X.JOB_FILE).write_text(json.dumps({"engine": "ray", "job_id": "earlier-2", "token": "tok-2"}))
+    fd = os.open(run_dir / X.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)                        # the earlier driver's worker, still training
+
+    def worker_finishes():
+        (run_dir / "finished-later.json").rename(run_dir / X.RESULT_FILE)
+        os.close(fd)
+    threading.Timer(1.0, worker_finishes).start()
+    engine = _FakeEngine()
+    monkeypatch.setattr(X, "make_engine", lambda *a, **k: engine)
+    res = run_protocol("ablation", results=tmp_path / "b.sqlite", out=tmp_path / "runs",
+                       executor=X.ExecutorOptions("ray", poll_s=0.05), **KW)
+    assert {(c.model, c.status) for c in res.cells} == {("vae", "done"), ("real", "done")}
+    assert engine.submitted == [] and engine.reattached == []      # the floor's result was ingested, vae waited for
+    a, b = (ResultsStore(tmp_path / f"{n}.sqlite").measurements(model="vae") for n in "ab")
+    assert sorted((r["metric"], r["snapshot"], r["value"]) for r in a) == \
+        sorted((r["metric"], r["snapshot"], r["value"]) for r in b)
