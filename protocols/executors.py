@@ -30,7 +30,7 @@ import sys
 import time
 import traceback
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -261,7 +261,7 @@ def _execute(task: CellTask, resume: bool) -> Dict[str, Any]:
 def _torchrun(task: CellTask, resume: bool) -> Dict[str, Any]:
     """A multi-GPU cell: ``torchrun --standalone --nproc-per-node N`` of this module on the task's pickle."""
     path = Path(task.run_dir) / "task.pkl"
-    atomic_write(path, pickle.dumps(_replace(task, resume=resume, log=None)))
+    atomic_write(path, pickle.dumps(replace(task, resume=resume, log=None)))
     cmd = torchrun_command(path, int(task.gpus))
     proc = subprocess.run(cmd, stdout=sys.stdout if task.log else None, stderr=subprocess.STDOUT if task.log
                           else None)
@@ -277,11 +277,6 @@ def _torchrun(task: CellTask, resume: bool) -> Dict[str, Any]:
 def torchrun_command(task_pickle: Path, gpus: int) -> List[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
             "-m", "protocols.executors", str(task_pickle)]
-
-
-def _replace(task: CellTask, **kw) -> CellTask:
-    import dataclasses
-    return dataclasses.replace(task, **kw)
 
 
 # ---- engines -------------------------------------------------------------------------------------------
