@@ -362,6 +362,7 @@ def build(results_path: str | os.PathLike = DEFAULT_RESULTS, out_dir: str | os.P
         html = render({"sections": sections, "claims": views.claim_views(data["claims"]),
                        "reference": views.reference_views(PAPER_ROWS, MODERN_ROWS + FASHION_ROWS), "generated": utcnow(),
                        "store": str(results_path), "store_exists": results_path.exists(), "first_run": FIRST_RUN,
+                       "min_seeds": keys.MIN_SEEDS,
                        "counts": {k: len(v) for k, v in data.items()}})
         index = atomic_write(out_dir / "index.html", html)
         gallery.prune_images(out_dir, _linked_images(sections, media))

@@ -139,11 +139,15 @@ def curves_png(series, path: Path, title: str) -> None:
     """Learning curves: ``series`` = [(label, {metric: [(images, seconds, [values over seeds])]})]; a 2x2 grid of
     FID and BPD against training images seen and against training seconds (mean line, range band)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
     fig = Figure(figsize=(9.0, 6.4), dpi=100, layout="constrained")
     axes = fig.subplots(2, 2)
     for row, (metric, name) in enumerate((("fid", "FID"), ("bpd", "BPD (held-out subset)"))):
-        for col, (xi, xlabel) in enumerate(((0, "training images seen"), (1, "seconds of training steps"))):
+        for col, (xi, xlabel) in enumerate(((0, "training images seen (thousands)"),
+                                             (1, "seconds of training steps"))):
             ax = axes[row][col]
+            if xi == 0:       # 25600, 51200, ... run into each other as plain tick labels
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}"))
             for k, (label, curves) in enumerate(series):
                 pts = curves.get(metric)
                 if not pts:

@@ -29,6 +29,8 @@ HIGHER_IS_BETTER = {IS, PRD_F8, PRD_F1_8, PRD_AUC, PRECISION, RECALL, DENSITY, C
                     REAL_BASELINE, SAMPLES_PER_S, SPEED_VS_GAN}
 LOWER_IS_BETTER = {BPD, BPD_CONTENT, BPD_IW, FID, FID_MEAN, FID_NOISE, KID, IS_STD, NFE}
 DIRECTION = {**{k: "higher" for k in HIGHER_IS_BETTER}, **{k: "lower" for k in LOWER_IS_BETTER}}
+#: the fewest seeds per model a claim's verdict is read from (protocols.claims; stated on the leaderboard page)
+MIN_SEEDS = 3
 
 
 def fid_at_steps(steps: int) -> str:

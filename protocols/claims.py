@@ -9,7 +9,10 @@ model: :func:`protocols.verdicts.stored_values`), a comparison is
   recorded in the evidence (and shown on the page):
 
   - a value is missing;
-  - a model has one seed only: the spread over seeds is unknown, so no difference can be told from noise;
+  - a model has fewer than ``metrics.keys.MIN_SEEDS`` (3) seeds. The rule above is a permutation test: if the seeds of
+    both models came from one distribution, all of ``a``'s would beat all of ``b``'s with probability
+    1 / C(n_a + n_b, n_a), which is 1/20 for 3 seeds each but 1/6 for 2 (and with one seed the spread is
+    unknown), so two seeds cannot give a verdict at the usual 5% level;
   - the metric was computed from fewer samples than it needs (FID or KID from fewer samples than feature
     dimensions: a rank-deficient covariance biases the value);
   - both models sit within the real-data floor's noise: the metric of real held-out images (the ``real``
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from math import comb
 from statistics import mean, stdev
 from typing import Callable, Dict, List, Optional, Tuple
 
-from metrics.keys import FID, KID, direction
+from metrics.keys import FID, KID, MIN_SEEDS, direction
 
 #: the pseudo-model whose rows are real images measured like samples (the floor of every sample metric)
 FLOOR = "real"
@@ -85,8 +89,13 @@ def compare(values: Values, a: str, b: str, metric: str) -> Tuple[str, str]:
     thin = _thin(values, a, metric) or _thin(values, b, metric)
     if thin:
         return "inconclusive", f"too few samples: {thin}"
-    if len(va) < 2 or len(vb) < 2:
-        return "inconclusive", f"one seed of {a if len(va) < 2 else b}: the spread over seeds is unknown"
+    if min(len(va), len(vb)) < MIN_SEEDS:
+        few, n = (a, len(va)) if len(va) <= len(vb) else (b, len(vb))
+        if n == 1:
+            return "inconclusive", f"one seed of {few}: the spread over seeds is unknown"
+        return "inconclusive", (f"{n} seeds of {few}: a verdict needs {MIN_SEEDS} per model (ranges of "
+                                f"{len(va)} and {len(vb)} seeds separate by chance 1 time in "
+                                f"{comb(len(va) + len(vb), len(va))}; of 3 and 3, 1 in 20)")
     if _within_floor(values, va, vb, metric):
         return "inconclusive", f"both within the real-data floor's noise on {metric}"
     if all(_better(metric, x, y) for x in va for y in vb):

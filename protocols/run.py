@@ -3,7 +3,7 @@
 Examples::
 
     python -m protocols.run --list
-    python -m protocols.run --protocol ablation --dataset digits --budget cpu --seeds 2
+    python -m protocols.run --protocol ablation --dataset digits --budget cpu --seeds 3
     python -m protocols.run --model avade --protocol gan_train_test --dataset digits
     python -m protocols.run --protocol ablation --dataset cifar10 --budget paper \\
         --data-root ~/data --set eval.inception_weights=~/weights/pt_inception-2015-12-05-6726825d.pth

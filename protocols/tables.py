@@ -159,7 +159,7 @@ DIFFUSION_STEPS = (10, 25, 50)
 COST = (K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
 
 register_protocol(Protocol(
-    name="hybrid_vs_diffusion", table="beyond the paper", seeds=2, floor=True, steps_curve=DIFFUSION_STEPS,
+    name="hybrid_vs_diffusion", table="beyond the paper", seeds=3, floor=True, steps_curve=DIFFUSION_STEPS,
     description="GAN, AV-ADE, VDM and Glow on coverage (BPD), quality (IS, FID, PRD) and sampling cost",
     models=("gan", "avade", "vdm", "glow"),
     metrics=(K.BPD, K.IS, K.FID, K.KID, K.PRD_F8, K.PRD_F1_8, K.PRD_AUC, *COST), cell=standard_cell,
