@@ -57,6 +57,7 @@ class ExecutorOptions:
     workers: Optional[int] = None          # cells in flight at once (Slurm: the array's parallelism)
     retries: int = 2                       # resubmissions of a cell whose worker died
     gpus_per_cell: Optional[float] = None  # None: 1 on CUDA, 0 on CPU; Ray takes fractions (0.5: two per GPU)
+    cpus_per_cell: Optional[int] = None    # None: the cell's threads on CPU, this machine's CPUs // 4 on CUDA
     slurm_partition: Optional[str] = None
     slurm_time_min: int = 24 * 60
     slurm_requeue: bool = True
@@ -68,16 +69,18 @@ class ExecutorOptions:
     def check(self) -> "ExecutorOptions":
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown executor {self.engine!r}; valid executors: {', '.join(ENGINES)}")
-        for name in ("workers", "gpus_per_cell", "ray_num_cpus"):
+        for name in ("workers", "gpus_per_cell", "cpus_per_cell", "ray_num_cpus"):
             v = getattr(self, name)
             if v is not None and v < (0 if name == "gpus_per_cell" else 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least "
                                   f"{0 if name == 'gpus_per_cell' else 1}, not {v}")
         if self.retries < 0:
             raise ConfigError(f"--retries must be >= 0, not {self.retries}")
-        if self.engine == "local" and (self.workers is not None or self.gpus_per_cell is not None):
-            raise ConfigError("--workers and --gpus-per-cell are options of --executor submitit or ray (the local "
-                              "executor runs one cell at a time; torchrun splits one cell over GPUs)")
+        if self.engine == "local" and (self.workers is not None or self.gpus_per_cell is not None
+                                       or self.cpus_per_cell is not None):
+            raise ConfigError("--workers, --gpus-per-cell and --cpus-per-cell are options of --executor submitit "
+                              "or ray (the local executor runs one cell at a time; torchrun splits one cell over "
+                              "GPUs)")
         if self.engine != "ray" and (self.ray_address or self.ray_num_cpus):
             raise ConfigError("--ray-address is an option of --executor ray")
         if self.gpus_per_cell is not None and self.gpus_per_cell > 1 and self.gpus_per_cell != int(self.gpus_per_cell):

@@ -68,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--gpus-per-cell", type=float, default=None,
                    help="GPUs of each cell (default 1 on CUDA, 0 on CPU; N > 1 runs the cell under torchrun; "
                         "Ray takes fractions: 0.5 packs two cells per GPU)")
+    x.add_argument("--cpus-per-cell", type=int, default=None,
+                   help="CPUs each cell's job reserves (default: train.threads on CPU; on CUDA a quarter of this "
+                        "machine's CPUs, which on a cluster may not be its nodes')")
     x.add_argument("--retries", type=int, default=2, help="resubmissions of a cell whose worker died [2]")
     x.add_argument("--slurm-partition", default=None, help="Slurm partition (--executor submitit)")
     x.add_argument("--slurm-time", type=int, default=24 * 60, help="time limit per cell in minutes [1440]; a cell "
@@ -82,7 +85,8 @@ def executor_options(args):
     """The --executor group as ExecutorOptions (checked)."""
     from .executors import ExecutorOptions
     opts = ExecutorOptions(engine=args.executor, workers=args.workers, retries=args.retries,
-                           gpus_per_cell=args.gpus_per_cell, slurm_partition=args.slurm_partition,
+                           gpus_per_cell=args.gpus_per_cell, cpus_per_cell=args.cpus_per_cell,
+                           slurm_partition=args.slurm_partition,
                            slurm_time_min=args.slurm_time, submitit_cluster=args.submitit_cluster,
                            ray_address=args.ray_address).check()
     return opts

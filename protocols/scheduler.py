@@ -259,10 +259,22 @@ class _Remote:
             return self.opts.gpus_per_cell
         return 0 if cell.cfg.train.device == "cpu" else 1
 
+    def _cpus(self, cells: List[Cell]) -> int:
+        """CPUs the engine reserves per cell: ``--cpus-per-cell``, else the cells' threads on CPU (part of their
+        config) or a quarter of this machine's CPUs for GPU cells (the driver's machine: on a cluster whose
+        nodes differ from it, say --cpus-per-cell)."""
+        threads = max(c.cfg.train.threads for c in cells) if cells[0].cfg.train.device == "cpu" else 0
+        if self.opts.cpus_per_cell is not None:
+            if self.opts.cpus_per_cell < threads:
+                raise ConfigError(f"--cpus-per-cell {self.opts.cpus_per_cell} is fewer than the {threads} threads "
+                                  f"of these CPU cells (train.threads, part of their config): give at least "
+                                  f"{threads}, or --set train.threads={self.opts.cpus_per_cell}")
+            return self.opts.cpus_per_cell
+        return threads or max(1, X._cpus() // 4)
+
     def _drive(self) -> None:
         cells = [s.cell for s in self.slots]
-        cpus = max(c.cfg.train.threads for c in cells) if cells[0].cfg.train.device == "cpu" else \
-            max(1, X._cpus() // 4)
+        cpus = self._cpus(cells)
         engine = X.make_engine(self.opts, self.ctx.out_dir, cpus, max(self._gpus(c) for c in cells))
         self.ctx.log(f"[{self.p.name}] executor {self.opts.engine}"
                      f"{' (' + engine.cluster + ')' if getattr(engine, 'cluster', '') else ''}: "

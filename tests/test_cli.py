@@ -116,6 +116,10 @@ def test_executor_options_are_checked_and_a_missing_engine_names_its_extra(monke
     assert "unknown executor 'dask'; valid executors: local, submitit, ray" in capsys.readouterr().err
     assert main(["--workers", "2", "--budget", "smoke"]) == 2
     assert "options of --executor submitit or ray" in capsys.readouterr().err
+    assert main(["--cpus-per-cell", "4", "--budget", "smoke"]) == 2
+    assert "options of --executor submitit or ray" in capsys.readouterr().err
+    assert main(["--executor", "ray", "--cpus-per-cell", "0", "--budget", "smoke"]) == 2
+    assert "--cpus-per-cell must be at least 1, not 0" in capsys.readouterr().err
     assert main(["--executor", "submitit", "--ray-address", "x:1", "--budget", "smoke"]) == 2
     assert "--ray-address is an option of --executor ray" in capsys.readouterr().err
     from protocols.executors import import_engine

@@ -122,3 +122,26 @@ def test_a_restarted_driver_waits_for_a_live_worker_of_an_earlier_driver(tmp_pat
     a, b = (ResultsStore(tmp_path / f"{n}.sqlite").measurements(model="vae") for n in "ab")
     assert sorted((r["metric"], r["snapshot"], r["value"]) for r in a) == \
         sorted((r["metric"], r["snapshot"], r["value"]) for r in b)
+
+
+def test_cpus_per_cell_is_what_the_engine_reserves_and_never_fewer_than_the_cells_threads(tmp_path, monkeypatch):
+    import pytest
+
+    from protocols import executors as X
+    from protocols.config import ConfigError
+    asked = []
+
+    def make(opts, out_dir, cpus, gpus):
+        asked.append((cpus, gpus))
+        return _FakeEngine()
+    monkeypatch.setattr(X, "make_engine", make)
+    kw = {**KW, "overrides": {**KW["overrides"], "train.threads": "2"}}
+    run_protocol("ablation", results=tmp_path / "r.sqlite", out=tmp_path / "runs",
+                 executor=X.ExecutorOptions("ray", poll_s=0.01), **kw)
+    run_protocol("ablation", results=tmp_path / "s.sqlite", out=tmp_path / "runs2",
+                 executor=X.ExecutorOptions("ray", poll_s=0.01, cpus_per_cell=3), **kw)
+    assert asked == [(2, 0), (3, 0)]             # default: the cells' train.threads; then the flag
+    with pytest.raises(ConfigError, match="fewer than the 2 threads"):
+        run_protocol("ablation", results=tmp_path / "t.sqlite", out=tmp_path / "runs3",
+                     executor=X.ExecutorOptions("ray", poll_s=0.01, cpus_per_cell=1), **kw)
+    assert not ResultsStore(tmp_path / "t.sqlite").measurements()
