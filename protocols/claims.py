@@ -187,6 +187,10 @@ def faster(a: str, b: str, factor: float, metric: str, *, text: str, cid: str, s
         ev = {"metric": metric, "factor": factor, a: va, b: vb, "ratios": ratios}
         if not ratios:
             return "inconclusive", {**ev, "why_inconclusive": [f"no stored {metric} for {a if not va else b}"]}
+        if min(len(va), len(vb)) < MIN_SEEDS:
+            few = a if len(va) <= len(vb) else b
+            return "inconclusive", {**ev, "why_inconclusive": [
+                f"{min(len(va), len(vb))} seed(s) of {few}: a verdict needs {MIN_SEEDS} per model"]}
         if all(r >= factor for r in ratios):
             return "reproduced", ev
         if all(r < factor for r in ratios):
@@ -202,6 +206,10 @@ def falls_with(model: str, metrics: List[str], *, text: str, cid: str, source: s
         ev = {"model": model, "curve": dict(means)}
         if len(means) < 3:
             return "inconclusive", {**ev, "why_inconclusive": [f"fewer than 3 points of the curve for {model}"]}
+        seeds = min(len(_vals(values, model, m)) for m in ev["curve"])
+        if seeds < MIN_SEEDS:
+            return "inconclusive", {**ev, "why_inconclusive": [
+                f"{seeds} seed(s) of {model}: a verdict needs {MIN_SEEDS} at every point of the curve"]}
         ok = all(b[1] <= a[1] for a, b in zip(means, means[1:]))
         return ("reproduced" if ok else "not reproduced"), ev
     return Claim(cid, text, check, source)

@@ -1,7 +1,7 @@
 """Claims know the noise: reproduced / not reproduced only when the evidence can decide, otherwise inconclusive
 with the reason."""
 from metrics import keys as K
-from protocols.claims import FLOOR, Values, all_of, beats, between
+from protocols.claims import FLOOR, Values, all_of, beats, between, falls_with, faster
 
 
 def _check(claim, values):
@@ -65,3 +65,20 @@ def test_compound_claims_combine_and_collect_reasons():
     assert _check(between("mid", "vae", "gan", K.FID, text="t", cid="c"), v)[0] == "reproduced"
     v["vae"][K.BPD] = [4.5, 4.6, 4.7]
     assert _check(c, v)[0] == "not reproduced"
+
+
+def test_speed_and_curve_claims_need_three_seeds_too():
+    v = Values({"a": {K.SAMPLES_PER_S: [100.0, 110.0]}, "b": {K.SAMPLES_PER_S: [5.0, 5.5, 6.0]}})
+    c = faster("a", "b", 10.0, K.SAMPLES_PER_S, text="t", cid="c")
+    status, why = _check(c, v)
+    assert status == "inconclusive" and "2 seed(s) of a: a verdict needs 3" in why[0]
+    v["a"][K.SAMPLES_PER_S].append(105.0)
+    assert _check(c, v)[0] == "reproduced"
+    curve = {"fid@10steps": [9.0, 9.5], "fid@25steps": [7.0, 7.1, 7.2], K.FID: [5.0, 5.1, 5.2]}
+    c = falls_with("m", list(curve), text="t", cid="c")
+    status, why = _check(c, Values({"m": curve}))
+    assert status == "inconclusive" and "2 seed(s) of m: a verdict needs 3 at every point" in why[0]
+    curve["fid@10steps"].append(9.2)
+    assert _check(c, Values({"m": curve}))[0] == "reproduced"
+    curve[K.FID] = [8.0, 8.1, 8.2]                              # rises again after 25 steps
+    assert _check(c, Values({"m": curve}))[0] == "not reproduced"
