@@ -81,6 +81,19 @@ def _within_floor(values: Values, va: List[float], vb: List[float], metric: str)
     return all(abs(v - centre) <= noise for v in va + vb)
 
 
+def too_few_seeds(counts: Dict[str, int], where: str = "per model") -> Optional[str]:
+    """Why no verdict can be read from these seed counts (model -> seeds), or None when each has MIN_SEEDS."""
+    few = min(counts, key=counts.get)
+    n = counts[few]
+    if n >= MIN_SEEDS:
+        return None
+    if n == 1:
+        return f"one seed of {few}: the spread over seeds is unknown"
+    chance = f" (ranges of {' and '.join(map(str, counts.values()))} seeds separate by chance 1 time in " \
+             f"{comb(sum(counts.values()), n)}; of 3 and 3, 1 in 20)" if len(counts) == 2 else ""
+    return f"{n} seeds of {few}: a verdict needs {MIN_SEEDS} {where}{chance}"
+
+
 def compare(values: Values, a: str, b: str, metric: str) -> Tuple[str, str]:
     """(status, reason) of "a is better than b on metric"; the reason is empty for a clear verdict."""
     va, vb = _vals(values, a, metric), _vals(values, b, metric)
@@ -89,13 +102,9 @@ def compare(values: Values, a: str, b: str, metric: str) -> Tuple[str, str]:
     thin = _thin(values, a, metric) or _thin(values, b, metric)
     if thin:
         return "inconclusive", f"too few samples: {thin}"
-    if min(len(va), len(vb)) < MIN_SEEDS:
-        few, n = (a, len(va)) if len(va) <= len(vb) else (b, len(vb))
-        if n == 1:
-            return "inconclusive", f"one seed of {few}: the spread over seeds is unknown"
-        return "inconclusive", (f"{n} seeds of {few}: a verdict needs {MIN_SEEDS} per model (ranges of "
-                                f"{len(va)} and {len(vb)} seeds separate by chance 1 time in "
-                                f"{comb(len(va) + len(vb), len(va))}; of 3 and 3, 1 in 20)")
+    few = too_few_seeds({a: len(va), b: len(vb)})
+    if few:
+        return "inconclusive", few
     if _within_floor(values, va, vb, metric):
         return "inconclusive", f"both within the real-data floor's noise on {metric}"
     if all(_better(metric, x, y) for x in va for y in vb):
@@ -187,10 +196,9 @@ def faster(a: str, b: str, factor: float, metric: str, *, text: str, cid: str, s
         ev = {"metric": metric, "factor": factor, a: va, b: vb, "ratios": ratios}
         if not ratios:
             return "inconclusive", {**ev, "why_inconclusive": [f"no stored {metric} for {a if not va else b}"]}
-        if min(len(va), len(vb)) < MIN_SEEDS:
-            few = a if len(va) <= len(vb) else b
-            return "inconclusive", {**ev, "why_inconclusive": [
-                f"{min(len(va), len(vb))} seed(s) of {few}: a verdict needs {MIN_SEEDS} per model"]}
+        few = too_few_seeds({a: len(va), b: len(vb)})
+        if few:
+            return "inconclusive", {**ev, "why_inconclusive": [few]}
         if all(r >= factor for r in ratios):
             return "reproduced", ev
         if all(r < factor for r in ratios):
@@ -206,10 +214,10 @@ def falls_with(model: str, metrics: List[str], *, text: str, cid: str, source: s
         ev = {"model": model, "curve": dict(means)}
         if len(means) < 3:
             return "inconclusive", {**ev, "why_inconclusive": [f"fewer than 3 points of the curve for {model}"]}
-        seeds = min(len(_vals(values, model, m)) for m in ev["curve"])
-        if seeds < MIN_SEEDS:
-            return "inconclusive", {**ev, "why_inconclusive": [
-                f"{seeds} seed(s) of {model}: a verdict needs {MIN_SEEDS} at every point of the curve"]}
+        few = too_few_seeds({model: min(len(_vals(values, model, m)) for m in ev["curve"])},
+                            "at every point of the curve")
+        if few:
+            return "inconclusive", {**ev, "why_inconclusive": [few]}
         ok = all(b[1] <= a[1] for a, b in zip(means, means[1:]))
         return ("reproduced" if ok else "not reproduced"), ev
     return Claim(cid, text, check, source)

@@ -71,13 +71,13 @@ def test_speed_and_curve_claims_need_three_seeds_too():
     v = Values({"a": {K.SAMPLES_PER_S: [100.0, 110.0]}, "b": {K.SAMPLES_PER_S: [5.0, 5.5, 6.0]}})
     c = faster("a", "b", 10.0, K.SAMPLES_PER_S, text="t", cid="c")
     status, why = _check(c, v)
-    assert status == "inconclusive" and "2 seed(s) of a: a verdict needs 3" in why[0]
+    assert status == "inconclusive" and "2 seeds of a: a verdict needs 3 per model" in why[0]
     v["a"][K.SAMPLES_PER_S].append(105.0)
     assert _check(c, v)[0] == "reproduced"
     curve = {"fid@10steps": [9.0, 9.5], "fid@25steps": [7.0, 7.1, 7.2], K.FID: [5.0, 5.1, 5.2]}
     c = falls_with("m", list(curve), text="t", cid="c")
     status, why = _check(c, Values({"m": curve}))
-    assert status == "inconclusive" and "2 seed(s) of m: a verdict needs 3 at every point" in why[0]
+    assert status == "inconclusive" and "2 seeds of m: a verdict needs 3 at every point" in why[0]
     curve["fid@10steps"].append(9.2)
     assert _check(c, Values({"m": curve}))[0] == "reproduced"
     curve[K.FID] = [8.0, 8.1, 8.2]                              # rises again after 25 steps
