@@ -16,7 +16,7 @@ from .tables import group_of
 #: keys that change nothing that is trained or measured (protocols.config NOT_HASHED, the seed, provenance)
 IGNORED = {"seed", "protocol", "sources", "train.log_every", "train.sample_every", "train.ckpt_every",
            "train.progress", "eval.inception_weights"}
-SECTION_ORDER = ("train.", "model.", "eval.")
+SECTION_ORDER = ("recipe", "train.", "model.", "eval.")
 MAX_KEYS = 3
 MAX_VALUE = 24
 

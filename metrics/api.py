@@ -29,13 +29,16 @@ from .prd import plot_prd
 from .registry import METRICS
 
 DEFAULT_METRICS = ("fid", "kid", "is", "prd", "prdc")
+#: non-scalar outputs of registered metrics -> their name in ``Evaluation.curves``
+CURVES = {"prd_curve": "prd", "class_shares": "classes"}
 SAMPLE_BATCH = 500
 
 
 @dataclass
 class Evaluation:
     values: Dict[str, float]                                   # keyed by metrics/keys.py constants
-    curves: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # "prd": (precision, recall)
+    curves: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # "prd": (precision, recall),
+    #                                                          "classes": (sample shares, real shares) per class
     meta: dict = field(default_factory=dict)                   # extractor id/identity, sample counts, seed, params
 
 
@@ -112,8 +115,8 @@ def compute_metrics(fake: Features, real: Features, metrics: Sequence[str] = DEF
     with evaluation_scope(metrics):                  # metrics computed together share work (metrics/suite.py)
         for name in metrics:
             for k, v in METRICS.get(name)(fake, real, seed, params).items():
-                if k == "prd_curve":
-                    curves["prd"] = v
+                if k in CURVES:
+                    curves[CURVES[k]] = v
                 else:
                     values[k] = float(v)
     return Evaluation(values, curves, {"extractor": fake.extractor, "n_fake": len(fake), "n_real": len(real),

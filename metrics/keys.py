@@ -24,10 +24,13 @@ FID_AT_STEPS = "fid@{}steps"     # FID of a sampler run with that many steps (th
 SAMPLES_PER_S = "samples_per_s"  # sampling throughput on the machine that ran the cell (extra: device, batch)
 SPEED_VS_GAN = "speed_vs_gan"    # samples/s divided by the GAN's samples/s measured in the same process
 NFE = "nfe"                      # network evaluations per sample (1 for one feed-forward pass)
+CLASS_KL = "class_kl"            # KL(sample class shares || real class shares) under the domain classifier (nats)
+CLASSES_LOW = "classes_low"      # classes whose sample share is below half their real share (metrics/classes.py)
+KL_PER_IMAGE = "kl"              # KL(q(z|x) || p(z)) of the held-out images, nats per image (latent usage)
 
 HIGHER_IS_BETTER = {IS, PRD_F8, PRD_F1_8, PRD_AUC, PRECISION, RECALL, DENSITY, COVERAGE, GAN_TRAIN, GAN_TEST,
                     REAL_BASELINE, SAMPLES_PER_S, SPEED_VS_GAN}
-LOWER_IS_BETTER = {BPD, BPD_CONTENT, BPD_IW, FID, FID_MEAN, FID_NOISE, KID, IS_STD, NFE}
+LOWER_IS_BETTER = {BPD, BPD_CONTENT, BPD_IW, FID, FID_MEAN, FID_NOISE, KID, IS_STD, NFE, CLASS_KL, CLASSES_LOW}
 DIRECTION = {**{k: "higher" for k in HIGHER_IS_BETTER}, **{k: "lower" for k in LOWER_IS_BETTER}}
 #: the fewest seeds per model a claim's verdict is read from (protocols.claims; stated on the leaderboard page)
 MIN_SEEDS = 3

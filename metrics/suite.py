@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 from . import keys
 from .fid import compute_fid
+from .classes import compute_class_coverage
 from .inception_score import compute_inception_score, probabilities_from_logits
 from .kid import KidFromGrams, compute_kid, shared_grams_are_cheaper
 from .prd import compute_prd_metrics
@@ -117,3 +118,14 @@ def prdc_k_nearest(fake, real, seed, params):
                                                                nearest_k=params["prdc_k"])
     return {keys.PRECISION: r["precision"], keys.RECALL: r["recall"], keys.DENSITY: r["density"],
             keys.COVERAGE: r["coverage"]}
+
+
+@register_metric("classes", keys=(keys.CLASS_KL, keys.CLASSES_LOW), needs="logits",
+                 description="class coverage: KL of the fakes' argmax-class shares to the real set's, classes below "
+                             "half their real share (a classifier's logits: the domain extractor)")
+def classes_argmax(fake, real, seed, params):
+    if real.logits is None:
+        raise ValueError(f"metric 'classes' needs the real set's logits, which extractor {real.extractor} did not give")
+    r = compute_class_coverage(fake.logits, real.logits)
+    return {keys.CLASS_KL: r["class_kl"], keys.CLASSES_LOW: r["classes_low"],
+            "class_shares": (r["fake_shares"], r["real_shares"])}

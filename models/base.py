@@ -150,6 +150,10 @@ class GenerativeModel(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no encoder")
 
+    def kl(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """KL(q(z|x) || p(z)) in nats per image (uint8 ``x``) for a model with an encoder; None without one."""
+        return None
+
     @property
     def has_encoder(self) -> bool:
         return type(self).reconstruct is not GenerativeModel.reconstruct

@@ -87,10 +87,11 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
                  data_root: Optional[str] = None, download: bool = False, results: Optional[Path] = None,
                  out: Optional[Path] = None, overrides: Optional[Dict[str, str]] = None, resume: bool = False,
                  fresh: bool = False, progress: bool = True, debug: bool = False,
-                 executor: Optional[ExecutorOptions] = None) -> ProtocolResult:
+                 executor: Optional[ExecutorOptions] = None, recipe: Optional[str] = None) -> ProtocolResult:
     """Run (or complete) one protocol; see the module docstring.  Torch's thread count is restored after.
     The process keeps the memory it frees (``common.memory.keep_freed_memory``: fewer page faults per step).
-    ``executor`` runs the cells through submitit or Ray (:mod:`protocols.executors`); default: here."""
+    ``executor`` runs the cells through submitit or Ray (:mod:`protocols.executors`); default: here.
+    ``recipe``: the optimisation recipe of every model it reaches (:mod:`models.recipes`; None: the budget's)."""
     import torch
     keep_freed_memory()
     threads = torch.get_num_threads()
@@ -98,13 +99,13 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
         return _run_protocol(protocol, models=models, dataset=dataset, budget=budget, seed=seed, seeds=seeds,
                              data_root=data_root, download=download, results=results, out=out,
                              overrides=overrides, resume=resume, fresh=fresh, progress=progress, debug=debug,
-                             executor=executor.check() if executor is not None else None)
+                             executor=executor.check() if executor is not None else None, recipe=recipe)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_root, download, results, out,
-                  overrides, resume, fresh, progress, debug, executor) -> ProtocolResult:
+                  overrides, resume, fresh, progress, debug, executor, recipe=None) -> ProtocolResult:
     p = PROTOCOLS.get(protocol)
     n_seeds = seeds if seeds is not None else p.seeds
     if n_seeds < 1:
@@ -115,7 +116,7 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     if executor is not None and (executor.gpus_per_cell or 0) > 1:
         world = int(executor.gpus_per_cell)       # each cell runs as a torchrun of that many processes
     cfgs, _ = plan(protocol, models, range(seed, seed + n_seeds), dataset=dataset, budget=budget,
-                   overrides=overrides, world=world)
+                   overrides=overrides, world=world, recipe=recipe)
     devices = {c.train.device for c in cfgs}
     if len(devices) > 1:
         raise ConfigError(f"the cells of one run must share train.device, got {', '.join(sorted(devices))}")
@@ -129,7 +130,7 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
                   cache_dir=usable_dir(default_cache(out_dir), "cache"), progress=progress)
     cells = [Cell(p, c.model, c.seed, c, ds.name, ds.content_hash, extractor_identity(ctx, p, c)) for c in cfgs]
     claim_cfgs = claim_configs(p, {c.model for c in cfgs}, seed, dataset=dataset, budget=budget,
-                               overrides=overrides, world=world)     # before training: nothing fails after it
+                               overrides=overrides, world=world, recipe=recipe)  # before training: nothing fails after it
     task_args = {"dataset": dataset, "data_root": data_root, "download": download, "out_dir": str(out_dir.resolve()),
                  "cache_dir": str(ctx.cache_dir.resolve()), "resume": resume, "progress": False,
                  "env": {k: v for k, v in os.environ.items() if k.startswith("AVADE_")}}

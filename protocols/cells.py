@@ -25,8 +25,9 @@ from models.base import quantize, to_unit
 
 from . import distributed as D
 from .base import Context
-from .evaluate import (PRODUCER, bpd_values, convention_values, gan_train_test_values, sample_metrics,
-                       sampling_cost_values, save_figures, sensitivity_values, snapshot_values, steps_curve_values)
+from .evaluate import (PRODUCER, bpd_values, class_keys, convention_values, gan_train_test_values, kl_values,
+                       sample_metrics, sampling_cost_values, save_figures, sensitivity_values, snapshot_values,
+                       steps_curve_values)
 from .pipeline import Cell, checkpoint_label, rows, sample_images, snapshot_rows, train
 from common.store import Measurement
 
@@ -50,7 +51,9 @@ def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
     net, result, ckpt = train(ctx, cfg, run_dir, snapshot_hook=hook)
     values: List[Dict[str, Any]] = []
     values += [_with_plateau(v, result) for v in bpd_values(ctx, cfg, net)]
+    values += kl_values(ctx, cfg, net, cfg.eval.bpd_images)
     wanted = set(cell.protocol.metrics) & set(PRODUCER)
+    wanted |= class_keys(cfg) if wanted else set()
     if wanted:
         torch.manual_seed(cfg.seed + 10_000)
         fake_u = sample_images(net, cfg.eval.n_samples, cfg.eval.batch_size)
@@ -108,13 +111,13 @@ def floor_cell(ctx: Context, cell: Cell) -> CellOutput:
         from torchvision.utils import save_image
         run_dir.mkdir(parents=True, exist_ok=True)
         wanted = set(cell.protocol.metrics) & set(PRODUCER)
-        values = sample_metrics(ctx, cfg, train_x[idx], run_dir, wanted)
+        values = sample_metrics(ctx, cfg, train_x[idx], run_dir, wanted | (class_keys(cfg) if wanted else set()))
         save_image(to_unit(train_x[idx[:64]], ctx.dataset.levels), run_dir / "samples.png", nrow=8, padding=1)
     snaps: List[Dict[str, Any]] = []
     if D.is_main() and cfg.eval.snapshots > 0:   # the floor at a snapshot's sample count, beside every snapshot
         m = cfg.eval.snapshot_samples
         sub = idx[:m] if m <= n else torch.randint(len(train_x), (m,), generator=g)
-        snaps = sample_metrics(ctx, cfg, train_x[sub], None, {K.FID, K.KID})
+        snaps = sample_metrics(ctx, cfg, train_x[sub], None, {K.FID, K.KID, K.RECALL} | class_keys(cfg))
     for v in values + snaps:
         v["extra"] = {**v["extra"], "floor": "real train images", "with_replacement": replace,
                       "train_images": len(train_x)}

@@ -68,6 +68,8 @@ class TrainConfig:
     beta1: float = opt(0.9, min=0, below=1)
     beta2: float = opt(0.999, min=0, below=1)
     grad_clip: float = opt(0.0, min=0)      # global-norm clip per phase; 0 = off
+    disc_steps: int = opt(1, min=1, max=50)  # discriminator updates per generator update (Appendix C: 1), each on
+    #                                          the step's real batch with fresh fakes, noise and GP interpolants
     log_every: int = opt(50, min=1)         # steps between progress-bar / stats.jsonl entries
     sample_every: int = opt(500, min=0)     # steps between sample grids (0 = only at the end)
     ckpt_every: int = opt(500, min=0)       # steps between checkpoints (0 = only at the end)
@@ -115,7 +117,7 @@ class EvalConfig:
 NOT_HASHED = ("log_every", "sample_every", "ckpt_every", "progress")
 #: (section, key that switches a feature off at this value, keys that only matter when it is on): when off, all
 #: of them are left out of the hash, which is then the hash the configuration had before the feature existed
-OPTIONAL = (("train", "autocast", "off", ()), ("train", "ema", 0.0, ()),
+OPTIONAL = (("train", "autocast", "off", ()), ("train", "ema", 0.0, ()), ("train", "disc_steps", 1, ()),
             ("train", "plateau_patience", 0, ("plateau_every", "plateau_tol")),
             ("eval", "snapshots", 0, ("snapshot_samples", "snapshot_bpd_images")))
 
@@ -127,6 +129,8 @@ class RunConfig:
     budget: str = "cpu"
     seed: int = 0
     protocol: str = ""
+    recipe: str = ""               # the optimisation recipe layered over the presets (protocols/recipes.py; not
+    #                                hashed: its values are)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     model_cfg: Any = None          # the model's own config dataclass (section name "model")
@@ -136,7 +140,7 @@ class RunConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return {"model": self.model, "dataset": self.dataset, "budget": self.budget, "seed": self.seed,
-                "protocol": self.protocol, "world": self.world, "train": dataclasses.asdict(self.train),
+                "protocol": self.protocol, "recipe": self.recipe, "world": self.world, "train": dataclasses.asdict(self.train),
                 "eval": dataclasses.asdict(self.eval),
                 "model_cfg": dataclasses.asdict(self.model_cfg) if self.model_cfg is not None else None}
 
@@ -146,7 +150,7 @@ class RunConfig:
         The thread count is part of it on CPU (torch's results depend on it), the device type always, the
         Inception weights by their content (in the cell identity), not by their path."""
         d = self.to_dict()
-        for k in ("seed", "protocol"):
+        for k in ("seed", "protocol", "recipe"):
             d.pop(k)
         d["train"]["device"] = _device_type(self.train.device)
         for k in NOT_HASHED:
@@ -366,12 +370,14 @@ def preset_layers(model: str, budget: str, resolution: int) -> List[tuple]:
 def resolve(model: str, *, dataset: str = "digits", budget: str = "cpu", seed: int = 0, protocol: str = "",
             overrides: Optional[Any] = None, protocol_settings: Optional[Dict[str, Any]] = None,
             resolution: Optional[int] = None, world: int = 1, machine: bool = True,
-            registered: bool = True) -> RunConfig:
+            registered: bool = True, recipe: Optional[str] = None) -> RunConfig:
     """One cell's configuration (see the module docstring for the order); checked before it is returned.
 
     ``overrides``: a list of :class:`Override` (or a ``{key: value}`` dict, parsed here).
     ``registered=False`` resolves a cell that trains no model (Table 7's real subsets): train/eval keys only.
-    ``machine=False`` leaves ``threads=0`` / ``device=auto`` unresolved (for tests of the layering)."""
+    ``machine=False`` leaves ``threads=0`` / ``device=auto`` unresolved (for tests of the layering).
+    ``recipe``: an optimisation recipe (:mod:`models.recipes`) layered over the presets; None = the budget's default
+    for this model (``paper`` at the paper budget for the paper's models, else ``preset``)."""
     from models import MODELS, default_config  # local import: config is importable without building models
 
     if budget not in BUDGETS:
@@ -385,10 +391,21 @@ def resolve(model: str, *, dataset: str = "digits", budget: str = "cpu", seed: i
     res = dataset_resolution(dataset) if resolution is None else resolution
     layers = [(f"budget {budget}", BUDGETS[budget])]
     layers += preset_layers(model, budget, res) if registered else []
+    if registered:
+        from models.recipes import recipe_for
+        chosen = recipe_for(recipe, model_cls, budget)
+        cfg.recipe = chosen.name
+        layers += [(f"recipe {chosen.name} ({chosen.source})", chosen.keys)]
+    elif recipe is not None:
+        from models.recipes import RECIPES
+        RECIPES.get(recipe)          # an unknown name is an error for every cell
     layers += [(f"protocol {protocol}", protocol_settings or {})]
     for source, layer in layers:
         for key, value in layer.items():
-            set_value(cfg, key if "." in key else f"model.{key}", value, source)
+            key = key if "." in key else f"model.{key}"
+            if source.startswith("recipe ") and not applies(cfg, key, model_cls):
+                continue             # a model key the model lacks or does not use (the GAN has no lc_scale)
+            set_value(cfg, key, value, source)
     _apply_overrides(cfg, model_cls, as_overrides(overrides))
     if machine:
         _resolve_machine(cfg)

@@ -350,7 +350,9 @@ DATASETS.add("fashion-mnist", _idx_loader(
     "fashion-mnist", "FashionMNIST",
     "apt-get install dataset-fashion-mnist, or pass --download (torchvision, into --data-root), or the IDX "
     "files from https://github.com/zalandoresearch/fashion-mnist into --data-root"),
-    resolution=32, content=28, about="Fashion-MNIST IDX files, 28x28 padded to 32x32")
+    resolution=32, content=28, about="Fashion-MNIST IDX files, 28x28 padded to 32x32",
+    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"))
 DATASETS.add("mnist", _idx_loader(
     "mnist", "MNIST",
     "pass --download (torchvision, into --data-root), or put the IDX files from "
@@ -403,7 +405,9 @@ def _cifar_fetch(root: Path) -> None:
     tvd.CIFAR10(str(root), train=True, download=True)
 
 
-@DATASETS.register("cifar10", resolution=32, about="CIFAR-10 python batches (torchvision layout)")
+@DATASETS.register("cifar10", resolution=32, about="CIFAR-10 python batches (torchvision layout)",
+                   class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                                "truck"))
 def load_cifar10(root=None, download: bool = False) -> ImageDataset:
     how = ("pass --download (torchvision, into --data-root), or extract cifar-10-python.tar.gz from "
            "https://www.cs.toronto.edu/~kriz/cifar.html into --data-root")

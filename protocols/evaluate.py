@@ -28,7 +28,10 @@ from .config import ConfigError, RunConfig
 
 #: metric keys -> the registered metric that produces them
 PRODUCER = {K.FID: "fid", K.KID: "kid", K.IS: "is", K.IS_STD: "is", K.PRD_F8: "prd", K.PRD_F1_8: "prd",
-            K.PRD_AUC: "prd", K.PRECISION: "prdc", K.RECALL: "prdc", K.DENSITY: "prdc", K.COVERAGE: "prdc"}
+            K.PRD_AUC: "prd", K.PRECISION: "prdc", K.RECALL: "prdc", K.DENSITY: "prdc", K.COVERAGE: "prdc",
+            K.CLASS_KL: "classes", K.CLASSES_LOW: "classes"}
+#: class coverage (metrics/classes.py): measured wherever the features come from the domain classifier
+CLASS_KEYS = {K.CLASS_KL, K.CLASSES_LOW}
 
 
 def extractor_for(ctx: Context, cfg: RunConfig):
@@ -123,8 +126,42 @@ def sample_metrics(ctx: Context, cfg: RunConfig, fake: torch.Tensor, run_dir: Pa
     dim = int(ext.embed(metrics.images.as_unit(real[:1], ctx.dataset.levels))[0].shape[1])
     extra = {**_extractor_extra(ext), "n_real": len(real), "feature_dim": dim, **metric_params(cfg)}
     keep = wanted | ({K.IS_STD} if K.IS in wanted else set())
-    return [{"metric": k, "value": v, "extractor": ext.name, "n": len(fake), "extra": extra}
-            for k, v in res.values.items() if k in keep]
+    out = [{"metric": k, "value": v, "extractor": ext.name, "n": len(fake), "extra": extra}
+           for k, v in res.values.items() if k in keep]
+    if "classes" in res.curves:
+        shares = _class_extra(ctx, *res.curves["classes"])
+        out = [{**v, "extra": {**v["extra"], **shares}} if v["metric"] in CLASS_KEYS else v for v in out]
+    return out
+
+
+def class_keys(cfg: RunConfig) -> set:
+    """The class-coverage keys when the cell's features come from a classifier of the dataset's labels."""
+    return set(CLASS_KEYS) if cfg.eval.extractor == "domain" else set()
+
+
+def _class_extra(ctx: Context, fake_shares, real_shares) -> Dict[str, Any]:
+    from .datasets import DATASETS
+    name = ctx.dataset.name
+    names = DATASETS.meta(name).get("class_names") if name in DATASETS else None
+    return {"shares": [round(float(v), 5) for v in fake_shares], "real_shares": [round(float(v), 5) for v in real_shares],
+            "class_names": list(names) if names else [str(i) for i in range(len(real_shares))]}
+
+
+def kl_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, images: int) -> List[Dict[str, Any]]:
+    """KL(q(z|x) || p(z)) in nats per image on the first ``images`` test images (how much the latents carry), for a
+    model that reports it (``model.kl``; None: no encoder yet or none at all)."""
+    fn = getattr(model, "kl", None)
+    x = ctx.dataset.test_x[:images] if images > 0 else ctx.dataset.test_x
+    if fn is None or not D.is_main():
+        return []
+    torch.manual_seed(cfg.seed + 30_000)
+    total, n = 0.0, 0
+    for s in range(0, len(x), cfg.eval.batch_size):
+        kl = fn(x[s:s + cfg.eval.batch_size].to(model.device))
+        if kl is None:
+            return []
+        total, n = total + float(kl.double().sum()), n + len(kl)
+    return [{"metric": K.KL_PER_IMAGE, "value": total / n, "extractor": "", "n": n, "extra": {"units": "nats/image"}}]
 
 
 @torch.no_grad()
@@ -242,21 +279,26 @@ def steps_curve_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, ste
 
 
 # ---- snapshots along training and the two sampling conventions -------------------------------------------
-SNAPSHOT_METRICS = (K.FID, K.KID, K.BPD)
+SNAPSHOT_METRICS = (K.FID, K.KID, K.RECALL, K.BPD, K.KL_PER_IMAGE, K.CLASS_KL, K.CLASSES_LOW)
 
 
 def snapshot_values(ctx: Context, cfg: RunConfig, model: GenerativeModel) -> List[Dict[str, Any]]:
-    """The cheap metrics of a snapshot: FID and KID of ``eval.snapshot_samples`` samples against the test split
-    (the same extractor and reference as the final FID), BPD (ELBO) on the first ``eval.snapshot_bpd_images``
-    test images with fixed noise.  A model without a density yet (the GAN before its inference stage) has no BPD."""
+    """The cheap metrics of a snapshot: FID, KID, recall (prdc) and, with the domain classifier, class coverage of
+    ``eval.snapshot_samples`` samples against the test split (the same extractor and reference as the final
+    values), BPD (ELBO) and the KL per image on the first ``eval.snapshot_bpd_images`` test images with fixed
+    noise.  A model without a density yet (the GAN before its inference stage) has no BPD and no KL."""
     from .pipeline import sample_images
     out = bpd_values(ctx, cfg, model, images=cfg.eval.snapshot_bpd_images, iw=False)
     out = [v for v in out if v["metric"] == K.BPD]
+    out += kl_values(ctx, cfg, model, cfg.eval.snapshot_bpd_images)
     torch.manual_seed(cfg.seed + 20_000)
     fake = sample_images(model, cfg.eval.snapshot_samples, cfg.eval.batch_size)
     if D.is_main():
         fake = quantize(fake, ctx.dataset.levels)
-        out += sample_metrics(ctx, cfg, fake, None, {K.FID, K.KID})
+        wanted = {K.FID, K.KID, K.RECALL} | class_keys(cfg)
+        if cfg.eval.snapshot_samples <= cfg.eval.prdc_k:
+            wanted.discard(K.RECALL)
+        out += sample_metrics(ctx, cfg, fake, None, wanted)
     return out
 
 

@@ -40,22 +40,24 @@ def _scoped(p: Protocol, names: List[str], overrides: List[Override]) -> List[Ov
 
 
 def resolve_cell(p: Protocol, model: str, seed: int, *, dataset: str, budget: str, overrides: List[Override],
-                 world: int = 1) -> RunConfig:
+                 world: int = 1, recipe: Optional[str] = None) -> RunConfig:
     return resolve(model, dataset=dataset, budget=budget, seed=seed, protocol=p.name, overrides=overrides,
-                   protocol_settings=p.settings(), world=world, registered=p.trains_models and model != FLOOR)
+                   protocol_settings=p.settings(), world=world, registered=p.trains_models and model != FLOOR,
+                   recipe=recipe)
 
 
 def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,), *,
          dataset: str = "digits", budget: str = "cpu", overrides: Any = None,
-         world: int = 1) -> Tuple[List[RunConfig], Dict[str, List[str]]]:
+         world: int = 1, recipe: Optional[str] = None) -> Tuple[List[RunConfig], Dict[str, List[str]]]:
     """Every cell's resolved config, and which models each override reached (an override that reaches no
-    model of the run is an error).  ``overrides``: ``{key: value}`` or parsed :class:`Override` s."""
+    model of the run is an error).  ``overrides``: ``{key: value}`` or parsed :class:`Override` s; ``recipe``: the
+    optimisation recipe (:mod:`models.recipes`; None = the budget's default)."""
     p = PROTOCOLS.get(protocol)
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGETS)}")
     names = model_names(p, models) + ([FLOOR] if p.floor else [])
     over = _scoped(p, names, as_overrides(overrides))
-    cfgs = [resolve_cell(p, m, s, dataset=dataset, budget=budget, overrides=over, world=world)
+    cfgs = [resolve_cell(p, m, s, dataset=dataset, budget=budget, overrides=over, world=world, recipe=recipe)
             for m in names for s in seeds]
     reach = {o.text: sorted({c.model for c in cfgs if o.text in c.applied}) for o in over}
     for key, reached in reach.items():
@@ -65,7 +67,7 @@ def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[
 
 
 def claim_configs(p: Protocol, trained: Set[str], seed: int, *, dataset: str, budget: str,
-                  overrides: Any = None, world: int = 1) -> List[RunConfig]:
+                  overrides: Any = None, world: int = 1, recipe: Optional[str] = None) -> List[RunConfig]:
     """The configuration each model of ``p``'s claims is compared at: the run's unscoped overrides on every
     model (``--set train.lr=..`` means the same for the models this run did not train).  A model outside the
     run that those overrides make invalid (``train.phase_lr=disc=..`` for the VAE, which has no ``disc``
@@ -76,7 +78,8 @@ def claim_configs(p: Protocol, trained: Set[str], seed: int, *, dataset: str, bu
     out = []
     for m in model_names(p) + ([FLOOR] if p.floor else []):
         try:
-            out.append(resolve_cell(p, m, seed, dataset=dataset, budget=budget, overrides=unscoped, world=world))
+            out.append(resolve_cell(p, m, seed, dataset=dataset, budget=budget, overrides=unscoped, world=world,
+                                    recipe=recipe))
         except ConfigError:
             if m in trained:
                 raise

@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="ablation", help="protocol (paper table) to run [ablation]")
     p.add_argument("--dataset", default="digits", help="dataset name or folder:PATH [digits]")
     p.add_argument("--budget", default="cpu", help="smoke | cpu | paper [cpu]")
+    p.add_argument("--recipe", default=None, help="optimisation recipe over the presets: preset (as tuned here) | "
+                   "paper (Appendix C) | paper-gp10 [paper at --budget paper, else preset]")
     p.add_argument("--seed", type=int, default=0, help="first seed [0]")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the protocol's)")
     p.add_argument("--data-root", default=None, help="where datasets live (else $AVADE_DATA)")
@@ -118,7 +120,7 @@ def dry_run(args, overrides) -> str:
         DATASETS.get(args.dataset)  # unknown names fail here, without loading any data
     seeds = range(args.seed, args.seed + (args.seeds if args.seeds is not None else p.seeds))
     cfgs, reach = plan(args.protocol, args.model, seeds, dataset=args.dataset, budget=args.budget,
-                       overrides=overrides)
+                       overrides=overrides, recipe=args.recipe)
     out = {"protocol": p.name, "table": p.table, "dataset": args.dataset, "budget": args.budget,
            "metrics": list(p.metrics), "claims": [c.text for c in p.claims],
            "overrides_reached": {k: v for k, v in reach.items()}, "cells": []}
@@ -209,7 +211,7 @@ def _main(args) -> int:
     res = run_protocol(args.protocol, models=args.model, dataset=args.dataset, budget=args.budget, seed=args.seed,
                        seeds=args.seeds, data_root=args.data_root, download=args.download, results=args.results,
                        out=args.out, overrides=overrides, resume=args.resume, fresh=args.fresh,
-                       progress=not args.no_progress, debug=args.debug, executor=executor)
+                       progress=not args.no_progress, debug=args.debug, executor=executor, recipe=args.recipe)
     if not D.is_main():
         return EXIT_OK
     page = None if args.no_leaderboard else _build_page(res.store_path or default_results(),

@@ -305,8 +305,9 @@ class Trainer:
             stage = self._stage_at(self.step)
             batch = self._batch(self.step)
             for phase in stage.phases:
-                for k, v in self._phase(phase, batch).items():
-                    window.setdefault(k, []).append(v)
+                for _ in range(self.tc.disc_steps if phase == "disc" else 1):
+                    for k, v in self._phase(phase, batch).items():
+                        window.setdefault(k, []).append(v)
             self.step += 1
             if self.step == 1:  # data-dependent inits (Glow's ActNorm) ran on each rank's own batch
                 D.broadcast_module(self.model)
