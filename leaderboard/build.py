@@ -23,7 +23,6 @@ Python API (the CLI ``protocols.run`` calls it after every run)::
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import os
 import re
@@ -35,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from common.cli import run_main
+from common.cli import Parser, run_main
 from common.io import atomic_write
 from metrics import keys
 from common.store import ResultsStore, StoreError, utcnow
@@ -203,6 +202,10 @@ def steps_figure(table: Table, out_dir: Path) -> Optional[dict]:
                        "(error bars = std over seeds); a one-pass model costs one network evaluation."}
 
 
+#: the snapshot metrics drawn as learning curves (leaderboard/figures.py CURVE_ROWS)
+CURVE_METRICS = (keys.FID, keys.BPD, keys.RECALL, keys.CLASS_KL)
+
+
 def curve_figures(snapshots: List[dict], out_dir: Path, configs: Dict[str, tuple]) -> Dict[str, List[dict]]:
     """dataset -> learning-curve plots, one per (protocol, budget, extractor): FID and BPD at each snapshot against
     training images seen and against training seconds, one line per configuration (mean over seeds, band =
@@ -210,7 +213,7 @@ def curve_figures(snapshots: List[dict], out_dir: Path, configs: Dict[str, tuple
     groups: Dict[tuple, Dict[str, list]] = defaultdict(lambda: defaultdict(list))
     extractors: Dict[tuple, set] = defaultdict(set)
     for m in snapshots:
-        if m["metric"] in (keys.FID, keys.BPD) and m["model"] != "real" and m.get("images_seen", -1) >= 0:
+        if m["metric"] in CURVE_METRICS and m["model"] != "real" and m.get("images_seen", -1) >= 0:
             key = (m["dataset"], m["protocol"], m["budget"])
             groups[key][m.get("group_key") or m["config_hash"]].append(m)
             if m["extractor"]:
@@ -235,11 +238,46 @@ def curve_figures(snapshots: List[dict], out_dir: Path, configs: Dict[str, tuple
         title = f"{dataset} / {protocol} / {budget} / FID features: {ext}"
         figures.curves_png(series, out_dir / rel, title)
         out[dataset].append({"src": rel, "alt": f"learning curves, {title}",
-                             "caption": f"{title}: FID (snapshot samples) and held-out BPD (snapshot subset) at "
-                                        "each snapshot, against training images seen (left) and seconds of "
-                                        "training steps (right, the equal-compute view); line = mean over seeds, "
-                                        "band = range over seeds."})
+                             "caption": f"{title}: FID, recall and class KL (snapshot samples) and held-out BPD "
+                                        "(snapshot subset) at each snapshot, against training images seen (left) "
+                                        "and seconds of training steps (right, the equal-compute view); line = "
+                                        "mean over seeds, band = range over seeds."})
+        shares = class_share_figure(dataset, protocol, budget, by_group, labels, out_dir)
+        if shares:
+            out[dataset].append(shares)
     return out
+
+
+def class_share_figure(dataset: str, protocol: str, budget: str, by_group: Dict[str, list], labels, out_dir: Path
+                       ) -> Optional[dict]:
+    """The classes each configuration generates along training (mean share over seeds at each snapshot, from the
+    class-coverage rows' stored shares): which classes a model dropped, and when."""
+    panels, names = [], None
+    for g, rows in sorted(by_group.items(), key=lambda kv: kv[1][0]["model"]):
+        per: Dict[int, list] = defaultdict(list)
+        for r in rows:
+            extra = r.get("extra") or {}
+            if r["metric"] == keys.CLASS_KL and isinstance(extra.get("shares"), list):
+                per[r["snapshot"]].append(r)
+        if not per:
+            continue
+        first = per[min(per)][0]["extra"]
+        names = names or [str(n) for n in first.get("class_names", range(len(first["shares"])))]
+        points = [(sum(r["images_seen"] for r in per[i]) / len(per[i]),
+                   [sum(r["extra"]["shares"][c] for r in per[i]) / len(per[i]) for c in range(len(names))])
+                  for i in sorted(per) if all(len(r["extra"]["shares"]) == len(names) for r in per[i])]
+        if points:
+            panels.append((cfgs.label_for(g, labels, rows[0]["model"]), points, first.get("real_shares") or []))
+    if not panels:
+        return None
+    rel = gallery.media_name("class-shares", dataset, protocol, budget)
+    title = f"{dataset} / {protocol} / {budget} / classes under the domain classifier"
+    figures.class_shares_png(panels, names, out_dir / rel, title)
+    return {"src": rel, "alt": f"class shares along training, {title}",
+            "caption": f"{title}: the share of each configuration's snapshot samples that the domain classifier "
+                       "puts in each class (stacked, mean over seeds) against training images seen; the ticks on "
+                       "the right edge are the real test split's shares. A band that thins to nothing is a class "
+                       "the model stopped generating."}
 
 
 def prd_figures(media: List[gallery.RunMedia], out_dir: Path, configs: Dict[str, tuple]) -> Dict[str, List[dict]]:
@@ -282,7 +320,8 @@ def _card(m: gallery.RunMedia, labels: Dict[str, tuple]) -> dict:
     label = labels.get(m.group, ("", ""))[0]
     return {"model": r["model"], "label": label, "run_id": r["run_id"], "budget": r["budget"], "seed": r["seed"],
             "config_hash": r.get("config_hash") or "", "checkpoint": r.get("checkpoint") or "",
-            "finished": r["finished"] or r["created"], "images": m.images}
+            "finished": r["finished"] or r["created"], "images": m.images,
+            "classes": ", ".join(f"{name} {share:.0%}" for name, share in m.classes)}
 
 
 def dataset_sections(tables: List[Table], media: List[gallery.RunMedia], out_dir: Path,
@@ -378,7 +417,7 @@ def _linked_images(sections: List[dict], media: List[gallery.RunMedia]) -> set:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m leaderboard.build", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m leaderboard.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results store (SQLite), read only")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder for index.html and img/")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -135,14 +136,21 @@ def load_prd_curve(path: Path) -> Tuple[List[float], List[float]]:
     return [float(v) for v in prec], [float(v) for v in rec]
 
 
+#: the learning curves' rows, in this order, where any series has values
+CURVE_ROWS = (("fid", "FID"), ("bpd", "BPD (held-out subset)"), ("recall", "recall (prdc)"),
+              ("class_kl", "class KL (samples || real)"))
+
+
 def curves_png(series, path: Path, title: str) -> None:
-    """Learning curves: ``series`` = [(label, {metric: [(images, seconds, [values over seeds])]})]; a 2x2 grid of
-    FID and BPD against training images seen and against training seconds (mean line, range band)."""
+    """Learning curves: ``series`` = [(label, {metric: [(images, seconds, [values over seeds])]})]; a grid of FID,
+    BPD, recall and class coverage (the rows some series has) against training images seen and against training
+    seconds (mean line, range band)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
-    fig = Figure(figsize=(9.0, 6.4), dpi=100, layout="constrained")
-    axes = fig.subplots(2, 2)
-    for row, (metric, name) in enumerate((("fid", "FID"), ("bpd", "BPD (held-out subset)"))):
+    rows = [r for r in CURVE_ROWS if any(curves.get(r[0]) for _, curves in series)] or list(CURVE_ROWS[:2])
+    fig = Figure(figsize=(9.0, 3.2 * len(rows)), dpi=100, layout="constrained")
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    for row, (metric, name) in enumerate(rows):
         for col, (xi, xlabel) in enumerate(((0, "training images seen (thousands)"),
                                              (1, "seconds of training steps"))):
             ax = axes[row][col]
@@ -160,7 +168,44 @@ def curves_png(series, path: Path, title: str) -> None:
             ax.set_xlabel(xlabel)
             ax.set_ylabel(name)
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
+    handles = {}
+    for ax in (a for row in axes for a in row):       # one legend for the figure, below the panels
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=7,
+                   ncol=1 if max(map(len, handles)) > 50 else 2)
+    fig.suptitle(_safe_label(title), fontsize=9)
+    _save(fig, path)
+
+
+def class_shares_png(panels, class_names: List[str], path: Path, title: str) -> None:
+    """Class shares along training: ``panels`` = [(label, [(images, [mean share per class])], [real share per
+    class])], one panel per configuration, the shares stacked (bottom to top in class order) against training
+    images seen, the real shares as ticks on the right edge."""
+    from matplotlib.figure import Figure
+    cols = min(3, max(1, len(panels)))
+    nrows = (len(panels) + cols - 1) // cols
+    fig = Figure(figsize=(3.6 * cols + 1.6, 2.8 * nrows), dpi=100, layout="constrained")
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for k, ax in enumerate(ax for row in axes for ax in row):
+        if k >= len(panels):
+            ax.set_axis_off()
+            continue
+        label, points, real = panels[k]
+        xs = [p[0] / 1000 for p in points]
+        stacks = [[p[1][c] for p in points] for c in range(len(class_names))]
+        ax.stackplot(xs, stacks, labels=[_safe_label(n) for n in class_names],
+                     colors=[f"C{c % 10}" for c in range(len(class_names))], alpha=0.85)
+        edge = 0.0
+        for c, share in enumerate(real):
+            edge += share
+            ax.axhline(edge, xmin=0.97, xmax=1.0, color="black", lw=1.0)
+        ax.set_ylim(0, 1)
+        ax.set_title("\n".join(textwrap.wrap(_safe_label(label), 48)), fontsize=7)
+        ax.set_xlabel("training images seen (thousands)", fontsize=8)
+        ax.set_ylabel("share of samples", fontsize=8)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right center", fontsize=7)
     fig.suptitle(_safe_label(title), fontsize=9)
     _save(fig, path)

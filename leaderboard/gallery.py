@@ -9,6 +9,7 @@ them relatively and opens from disk.  A relative ``run_dir`` is resolved against
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,10 @@ from .figures import load_prd_curve
 from .tables import group_of
 
 IMG_DIR = "img"
-MEDIA_FILES = {"samples": "samples.png", "reconstructions": "reconstructions.png", "prd": "prd.png"}
+MEDIA_FILES = {"samples": "samples.png", "reconstructions": "reconstructions.png", "prd": "prd.png",
+               "by_class": "samples_by_class.png"}
 PRD_CURVE_FILE = "prd_curve.json"
+CLASS_FILE = "samples_by_class.json"     # the class gallery's rows: class names, counts and shares
 PRD_METRICS = (keys.PRD_AUC, keys.PRD_F8, keys.PRD_F1_8)
 
 
@@ -33,6 +36,7 @@ class RunMedia:
     images: Dict[str, str] = field(default_factory=dict)     # kind -> path relative to the out dir
     curve: Optional[Tuple[List[float], List[float]]] = None  # (precision, recall)
     prd_extractor: Tuple[str, str] = ("", "")                # (extractor, extractor id) of its PRD measurements
+    classes: List[Tuple[str, float]] = field(default_factory=list)  # the class gallery's rows: (name, share)
 
 
 def media_name(*parts: str) -> str:
@@ -84,6 +88,8 @@ def collect_media(runs: List[dict], measurements: List[dict], out_dir: Path) -> 
                     _copy(run_dir / fname, out_dir, item.images[kind])
             if (run_dir / PRD_CURVE_FILE).is_file():
                 item.curve = load_prd_curve(run_dir / PRD_CURVE_FILE)
+            if "by_class" in item.images:
+                item.classes = load_class_rows(run_dir / CLASS_FILE)
         media.append(item)
     return media
 
@@ -94,3 +100,14 @@ def prune_images(out_dir: Path, keep: set) -> None:
     for p in (out_dir / IMG_DIR).glob("*.png"):
         if f"{IMG_DIR}/{p.name}" not in keep:
             p.unlink(missing_ok=True)
+
+
+def load_class_rows(path: Path) -> List[Tuple[str, float]]:
+    """(class name, share of the samples) per row of a class gallery; [] when the file is missing or malformed
+    (the image is still shown, without row labels)."""
+    try:
+        data = json.loads(path.read_text())
+        rows = list(zip(data["class_names"], data["shares"]))
+        return [(str(n), float(v)) for n, v in rows if isinstance(v, (int, float))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []

@@ -26,7 +26,8 @@ from models.base import quantize, to_unit
 from . import distributed as D
 from .base import Context
 from .evaluate import (PRODUCER, bpd_values, class_keys, convention_values, gan_train_test_values, kl_values,
-                       sample_metrics, sampling_cost_values, save_figures, sensitivity_values, snapshot_values,
+                       sample_metrics, sampling_cost_values, save_class_gallery, save_figures, sensitivity_values,
+                       snapshot_values,
                        steps_curve_values)
 from .pipeline import Cell, checkpoint_label, rows, sample_images, snapshot_rows, train
 from common.store import Measurement
@@ -61,6 +62,7 @@ def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
             fake = quantize(fake_u, ctx.dataset.levels)
             values += sample_metrics(ctx, cfg, fake, run_dir, wanted)
             save_figures(ctx, net, fake, run_dir)
+            save_class_gallery(ctx, cfg, fake, run_dir)
     if K.FID in wanted:
         values += convention_values(ctx, cfg, net, values)
     curve = [k for k in cell.protocol.steps_curve if k < getattr(cfg.model_cfg, "sample_steps", 0)]

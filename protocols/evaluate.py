@@ -186,6 +186,35 @@ def save_figures(ctx: Context, model: GenerativeModel, fake, run_dir: Path) -> N
         save_image(grid, run_dir / "reconstructions.png", nrow=8, padding=1)
 
 
+#: the class gallery: this many samples labelled by the domain classifier, up to ``GALLERY_PER_CLASS`` shown per class
+GALLERY_SAMPLES, GALLERY_PER_CLASS = 2000, 10
+
+
+@torch.no_grad()
+def save_class_gallery(ctx: Context, cfg: RunConfig, fake: torch.Tensor, run_dir: Path) -> None:
+    """``samples_by_class.png``: one row per class of the domain classifier (the first ``GALLERY_PER_CLASS`` samples
+    it gives that label; a row left grey is a class the model did not generate among the first
+    ``GALLERY_SAMPLES``), and ``samples_by_class.json`` with each row's class name, count and share."""
+    from torchvision.utils import save_image
+    if not class_keys(cfg):
+        return
+    ext, levels = extractor_for(ctx, cfg), ctx.dataset.levels
+    x = fake[:GALLERY_SAMPLES]
+    labels = ext.embed(metrics.images.as_unit(x, levels))[1].argmax(dim=1)
+    n_classes = ctx.dataset.n_classes
+    names = _class_extra(ctx, [0.0] * n_classes, [0.0] * n_classes)["class_names"]
+    tiles, counts = [], []
+    blank = torch.full(x.shape[1:], 0.5)
+    for c in range(n_classes):
+        mine = x[labels == c][:GALLERY_PER_CLASS]
+        counts.append(int((labels == c).sum()))
+        row = [to_unit(img, levels) for img in mine] + [blank] * (GALLERY_PER_CLASS - len(mine))
+        tiles += row
+    save_image(torch.stack(tiles), run_dir / "samples_by_class.png", nrow=GALLERY_PER_CLASS, padding=1, pad_value=1.0)
+    atomic_write(run_dir / "samples_by_class.json", json.dumps(
+        {"class_names": names, "counts": counts, "n": len(x), "shares": [c / len(x) for c in counts]}, indent=1))
+
+
 def gan_train_test_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, run_dir: Path) -> List[Dict[str, Any]]:
     ds = ctx.dataset
     res = metrics.gan_train_test(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, ds.levels,

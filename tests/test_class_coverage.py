@@ -2,6 +2,7 @@
 checked against a direct count, and stored at every snapshot of every model on a labelled dataset (issue 33)."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -89,6 +90,15 @@ def test_every_snapshot_of_every_model_stores_class_coverage_recall_and_kl(tmp_p
     kl = {(r["model"], r["snapshot"]) for r in rows if r["metric"] == K.KL_PER_IMAGE}
     assert {("avade", 1), ("avade", 2)} <= kl
     assert not {k for k in kl if k[0] == "gan"}          # no inference network during the adversarial stage
+
+    # the page: class KL along training, the class shares figure, and each model's samples grouped by label
+    from leaderboard.build import build
+    page = build(res.store_path, tmp_path / "site").read_text()
+    assert "class shares along training" in page and "class KL" in page
+    assert page.count("samples by the classifier&#39;s label") + page.count("samples by the classifier's label") == 2
+    run_dir = next((tmp_path / "runs").glob("digits/ablation/avade/seed0-*"))
+    rows_json = json.loads((run_dir / "samples_by_class.json").read_text())
+    assert sum(rows_json["counts"]) == rows_json["n"] and len(rows_json["class_names"]) == 10
 
 
 def _store(res):
