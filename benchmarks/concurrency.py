@@ -4,7 +4,7 @@ Each run is a subprocess of the CLI, with its own results store and run folder (
 comparisons at once" situation)::
 
     python -m protocols.run --protocol ablation --model vae --budget smoke --seeds 1 \\
-        --set train.steps=300 --no-leaderboard --no-progress --results R --out O
+        --set train.steps=300 --no-leaderboard --no-progress --results R --runs O
 
 Settings (``--settings``, comma separated):
 
@@ -59,7 +59,7 @@ def command(model: str, steps: int, work: Path, tag: str, extra: List[str], cpu:
     pin = ["taskset", "-c", str(cpu % (os.cpu_count() or 1))] if cpu >= 0 else []
     return [*pin, sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--model", model, "--budget", "smoke",
             "--seeds", "1", "--set", f"train.steps={steps}", *extra, "--no-leaderboard", "--no-progress",
-            "--results", str(work / f"{tag}.sqlite"), "--out", str(work / f"{tag}-runs")]
+            "--results", str(work / f"{tag}.sqlite"), "--runs", str(work / f"{tag}-runs")]
 
 
 def environment(setting: str, cache: Path) -> Dict[str, str]:

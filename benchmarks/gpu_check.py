@@ -14,6 +14,9 @@ Steps, each printed as one JSON line (and all of them written to ``--out``, defa
 4. ``torchrun``: a 1-process ``torchrun`` of a smoke-budget cell with NCCL (gloo with --cpu).
 5. ``ray_grid``: a 2-cell grid (VAE, seeds 0-1, plus their real-data floor cells) through ``--executor ray``, half a
    GPU per cell so both share the one GPU (``pip install -e ".[ray]"``; reported as skipped without it).
+6. ``pretrained``: the GPU paths of issue 36, DINOv2 ViT-L/14 (FD_DINOv2's network) and CLIP ViT-L/14@336 (CMMD's)
+   from random-weight files in the published formats: images/s at batch 100, and the largest difference between
+   their GPU and CPU features on 4 images (--cpu: ViT-S/14 and OpenAI's ViT-B/32 layout, to check the script).
 
 Nothing is downloaded; the Inception weights are random (throughput does not depend on them).
 """
@@ -54,7 +57,7 @@ def fixtures(d: Path) -> dict:
 def miniature(d: Path, files: dict, device: str) -> dict:
     cmd = [sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--budget", "paper", "--dataset",
            "cifar10", "--data-root", str(files["data"]), "--inception-weights", str(files["weights"]), "--seeds", "1",
-           "--no-progress", "--results", str(d / "r.sqlite"), "--out", str(d / "runs"), "--site", str(d / "site"),
+           "--no-progress", "--results", str(d / "r.sqlite"), "--runs", str(d / "runs"), "--site", str(d / "site"),
            "--set", "train.steps=3", "--set", "train.batch_size=16", "--set", "eval.n_samples=64",
            "--set", "eval.iw_k=2", "--set", "eval.bpd_images=16", "--set", f"train.device={device}"]
     t0 = time.perf_counter()
@@ -121,7 +124,7 @@ def inception(device: torch.device, files: dict, n_fid: int, batch: int) -> dict
 def torchrun(d: Path, device: str) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "protocols.run",
            "--protocol", "ablation", "--model", "vae", "--budget", "smoke", "--seeds", "1", "--no-progress",
-           "--no-leaderboard", "--results", str(d / "tr.sqlite"), "--out", str(d / "truns"),
+           "--no-leaderboard", "--results", str(d / "tr.sqlite"), "--runs", str(d / "truns"),
            "--set", f"train.device={device}", "--set", "eval.n_samples=60"]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -136,13 +139,44 @@ def ray_grid(d: Path, device: str) -> dict:
     except ImportError:
         return {"step": "ray_grid", "skipped": 'ray is not installed: pip install -e ".[ray]"'}
     cmd = [sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget", "smoke",
-           "--seeds", "2", "--no-progress", "--no-leaderboard", "--results", str(d / "ray.sqlite"), "--out",
+           "--seeds", "2", "--no-progress", "--no-leaderboard", "--results", str(d / "ray.sqlite"), "--runs",
            str(d / "rayruns"), "--set", f"train.device={device}", "--set", "eval.n_samples=60", "--executor", "ray",
            "--gpus-per-cell", "0.5" if device.startswith("cuda") else "0"]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return {"step": "ray_grid", "ok": r.returncode == 0 and r.stdout.count(": done, stored") == 4,
             "seconds": round(time.perf_counter() - t0, 1), "stderr_tail": r.stderr[-800:] if r.returncode else ""}
+
+
+def pretrained(d: Path, device: torch.device, n: int, batch: int, small: bool) -> dict:
+    import open_clip
+    import timm
+
+    from metrics.features.clip import CLIPExtractor
+    from metrics.features.dinov2 import DINOv2Extractor
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_small_patch14_dinov2" if small else "vit_large_patch14_dinov2", num_classes=0)
+    width = vit.embed_dim
+    torch.save({**vit.state_dict(), "mask_token": torch.zeros(1, width)}, d / "dinov2_random.pth")
+    torch.save(open_clip.create_model("ViT-B-32" if small else "ViT-L-14-336", pretrained=None).state_dict(),
+               d / "clip_random.pt")
+    del vit
+    out = {"step": "pretrained", "ok": True}
+    for name, cls, path in (("dinov2", DINOv2Extractor, "dinov2_random.pth"),
+                            ("clip", CLIPExtractor, "clip_random.pt")):
+        ext, cpu = cls(d / path, device=device), cls(d / path, device="cpu")
+        x = torch.rand(4, 3, 32, 32)
+        diff = float((ext.embed(x)[0] - cpu.embed(x)[0]).abs().max())
+        _sync(device)
+        t0 = time.perf_counter()
+        for s in range(0, n, batch):
+            ext.embed(torch.rand(min(batch, n - s), 3, 32, 32))
+        _sync(device)
+        out[f"{name}_arch"] = ext.arch
+        out[f"{name}_images_per_s"] = round(n / (time.perf_counter() - t0), 1)
+        out[f"{name}_max_abs_diff_vs_cpu"] = diff
+        out["ok"] = out["ok"] and diff < 1e-2
+    return out
 
 
 def main(argv=None) -> int:
@@ -165,7 +199,8 @@ def main(argv=None) -> int:
                  lambda: step_time(device, 8 if args.cpu else 64, 1 if args.cpu else 20, True),
                  lambda: inception(device, files, 400 if args.cpu else 50000, 50 if args.cpu else 200),
                  lambda: torchrun(d, device.type),
-                 lambda: ray_grid(d, device.type)]
+                 lambda: ray_grid(d, device.type),
+                 lambda: pretrained(d, device, 16 if args.cpu else 2000, 8 if args.cpu else 100, args.cpu)]
         for step in steps:
             try:
                 res = step()

@@ -27,16 +27,24 @@ Tables
     claims and the completeness check read final rows only, curves read the snapshot rows.
 ``runs``: one row per trained (or evaluated) run: run_id, model, protocol, dataset, budget, seed, run_dir
     (sample grids / reconstructions / curves), config (JSON), config_hash, code_version, status ('running' |
-    'done' | 'failed'), created, finished, cell_key, group_key, checkpoint (which checkpoint was evaluated).
+    'done' | 'failed' | 'interrupted': its driver stopped first), created, finished, cell_key, group_key,
+    checkpoint (which checkpoint was evaluated).
 ``claims``: one row per evaluation of a paper claim: protocol, dataset, budget, extractor, claim_id, text,
     status ('reproduced' | 'not reproduced' | 'inconclusive'), evidence (JSON), created, configs (JSON
     {model: config hash} of the configurations it was evaluated on).
 ``cell_claims``: cells being trained right now: cell_key, run_id, pid, host, started.  The claim itself is an
     exclusive ``flock`` on ``<store>.locks/<cell_key>.lock``, which the operating system releases when the
-    process dies; the row only says who holds it.
+    process dies; the row only says who holds it.  A run left 'running' and a claim row left by a process that
+    died (its lock is free) are marked 'interrupted' and removed by the next run (:meth:`mark_interrupted`).
+
+A file that is not a store of this schema (not SQLite, another program's database, tables lacking columns) is
+refused before anything is written to it, so it is left byte for byte as it was.  A full disk, a read-only file
+system or an I/O error is named as such (SQLite rolls back by itself; a finished cell's rows stay in its run
+directory's result.json and are stored by the rerun).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import fcntl
@@ -107,10 +115,53 @@ MEASUREMENT_COLUMNS = ("run_id", "model", "protocol", "dataset", "budget", "seed
 COLUMN_DEFAULTS = {"cell_key": "", "group_key": "", "extractor_id": "", "snapshot": 0, "at_step": -1,
                    "images_seen": -1, "train_seconds": -1.0}
 CLAIM_STATUSES = ("reproduced", "not reproduced", "inconclusive")
+TABLES = ("measurements", "runs", "claims", "cell_claims")
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: SQLite's primary result codes that are about the disk, not the file's content: what each means for the user
+DISK_ERRORS = {13: "the disk is full", 8: "the file or its file system is read-only", 10: "a disk I/O error"}
+SAFE = ("finished cells are safe in their run directories (result.json) and the rerun stores them")
 
 
 class StoreError(ValueError):
     """The results store cannot be opened or written; ``str()`` names the file and what to do."""
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back what is still open; SQLite has already rolled back after some errors (a full disk), and a
+    ROLLBACK then would raise its own error and hide the one that matters."""
+    if con.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+
+
+def _schema_columns() -> Dict[str, set]:
+    """{table: columns} of :data:`SCHEMA` as first released (the columns every store has)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        con.executescript(SCHEMA)
+        return {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")} for t in TABLES}
+    finally:
+        con.close()
+
+
+BASE_COLUMNS = _schema_columns()
+
+
+def schema_problems(have: Dict[str, set]) -> List[str]:
+    """Why tables ``{name: columns}`` are not an avade-bench store: the tables or columns it lacks (with the
+    columns it has that the schema does not know); [] when it is one (or an empty database, made a store)."""
+    if not any(have.values()):
+        return []
+    if not have.get("measurements") and not have.get("runs"):
+        return [f"it is a database of another program (its tables: {', '.join(sorted(have)) or 'none'})"]
+    known = {t: BASE_COLUMNS[t] | {c for tt, c, _ in ADDED_COLUMNS if tt == t} for t in TABLES}
+    out = []
+    for t in [t for t in ("measurements", "runs", "claims") if t in have]:     # a first release had no runs yet
+        missing, extra = sorted(BASE_COLUMNS[t] - have[t]), sorted(have[t] - known[t])
+        if missing:
+            out.append(f"table {t} lacks column(s) {', '.join(missing)}"
+                       + (f" and has column(s) {', '.join(extra)} it does not know" if extra else ""))
+    return out
 
 
 def utcnow() -> str:
@@ -184,7 +235,7 @@ class ResultsStore:
             if not self.path.is_file():
                 raise StoreError(f"results store {self.path} does not exist or is not a file; pass "
                                  f"--results PATH/TO/results.sqlite")
-            self._columns = self._retrying(self._table_columns, "read")
+            self._columns = self._inspect(empty_ok=False)
             return
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"results store {self.path} is not a file; pass --results PATH/TO/results.sqlite")
@@ -193,22 +244,40 @@ class ResultsStore:
         except (FileExistsError, NotADirectoryError):
             raise StoreError(f"cannot create the results store {self.path}: {self.path.parent} is not a folder; "
                              f"pass --results with a path in a folder") from None
+        self._inspect(empty_ok=True)          # a file of anything else is refused before it is touched
         self._retrying(self._set_wal, "open")
         self._retrying(self._migrate, "create the tables of")
         self._columns = self._retrying(self._table_columns, "read")
+
+    def _inspect(self, empty_ok: bool) -> Dict[str, set]:
+        """The tables and columns of the file, read without writing; a file that is not a store of this schema is
+        refused (one line naming what it lacks) and left exactly as it was."""
+        if not self.path.is_file() or (empty_ok and self.path.stat().st_size == 0):
+            return {}
+        with open(self.path, "rb") as f:
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER and self.path.stat().st_size > 0:
+                raise StoreError(f"results store {self.path}: file is not a database (not an SQLite file); it was "
+                                 f"left unchanged: pass another --results, or move this file away")
+        have = self._retrying(self._table_columns, "read", readonly=True)
+        problems = schema_problems(have) or ([] if empty_ok or have.get("measurements") else
+                                             ["it has no tables"])
+        if problems:
+            raise StoreError(f"{self.path} is not an avade-bench results store: {'; '.join(problems)}; it was left "
+                             f"unchanged: pass another --results")
+        return have
 
     def _set_wal(self) -> None:
         with self._connect() as con:
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 con.execute("PRAGMA journal_mode=WAL")
 
-    def _retrying(self, operation, what: str):
-        """Run ``operation()``, retrying SQLite's "database is locked" with backoff for up to ``LOCK_WAIT_S``."""
+    def _retrying(self, operation, what: str, **kw):
+        """Run ``operation(**kw)``, retrying SQLite's "database is locked" with backoff for up to ``LOCK_WAIT_S``."""
         deadline = time.monotonic() + self.LOCK_WAIT_S
         attempt = 0
         while True:
             try:
-                return operation()
+                return operation(**kw)
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e):     # SQLITE_BUSY and SQLITE_LOCKED both read "... is locked"
                     raise StoreError(f"cannot {what} the results store {self.path}: {e}") from None
@@ -237,14 +306,14 @@ class ResultsStore:
                     con.execute(sql)
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
     # ---- connections ------------------------------------------------------------------
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, readonly: Optional[bool] = None) -> Iterator[sqlite3.Connection]:
         try:
-            if self.readonly:
+            if self.readonly if readonly is None else readonly:
                 con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60.0,
                                       isolation_level=None)
             else:
@@ -258,15 +327,26 @@ class ResultsStore:
         except sqlite3.DatabaseError as e:
             if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
                 raise
-            raise StoreError(f"results store {self.path}: {e} (is it an avade-bench SQLite store? pass "
-                             f"another --results, or move this file away)") from None
+            raise self._error(e) from None
         finally:
             con.close()
 
-    def _table_columns(self) -> Dict[str, set]:
-        with self._connect() as con:
-            return {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")}
-                    for t in ("measurements", "runs", "claims")}
+    def _error(self, e: sqlite3.Error) -> StoreError:
+        """One line naming the cause: the disk (full, read-only, failing) or the file (not a store)."""
+        code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+        if code not in DISK_ERRORS:
+            code = next((c for c, w in ((13, "is full"), (8, "readonly"), (10, "I/O error")) if w in str(e)), 0)
+        if code in DISK_ERRORS:
+            return StoreError(f"results store {self.path}: {DISK_ERRORS[code]} (SQLite: {e}); make room, or pass "
+                              f"another --results, then rerun: {SAFE}")
+        return StoreError(f"results store {self.path}: {e} (is it an avade-bench SQLite store? pass another "
+                          f"--results, or move this file away)")
+
+    def _table_columns(self, readonly: Optional[bool] = None) -> Dict[str, set]:
+        with self._connect(readonly) as con:
+            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            return {t: {r[1] for r in con.execute("PRAGMA table_info('%s')" % t.replace("'", "''"))}
+                    for t in names if not t.startswith("sqlite_")}
 
     def _write(self, sql: str, rows: List[tuple]) -> None:
         self._transaction([(sql, rows)])
@@ -284,7 +364,7 @@ class ResultsStore:
                         con.executemany(sql, rows)
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    _rollback(con)
                     raise
 
         self._retrying(run, "write")
@@ -348,11 +428,13 @@ class ResultsStore:
     def _lock_path(self, cell_key: str) -> Path:
         return self.path.with_name(self.path.name + ".locks") / f"{cell_key}.lock"
 
-    def claim_cell(self, cell_key: str, run_id: str = "", wait: bool = False) -> Optional[CellClaim]:
+    def claim_cell(self, cell_key: str, run_id: str = "", wait: bool = False,
+                   record: bool = True) -> Optional[CellClaim]:
         """Claim a cell before training it; None when another live process holds it (``wait=False``).
 
         With ``wait=True`` this blocks until the holder finishes or dies.  A claim left by a killed process
-        is free again: the operating system dropped its lock."""
+        is free again: the operating system dropped its lock.  ``record=False`` takes the lock without writing
+        the row that says who holds it (a moment's claim, to clean up after a dead holder)."""
         path = self._lock_path(cell_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -365,8 +447,9 @@ class ResultsStore:
             os.close(fd)
             raise
         try:
-            self._write("INSERT OR REPLACE INTO cell_claims (cell_key, run_id, pid, host, started) "
-                        "VALUES (?,?,?,?,?)", [(cell_key, run_id, os.getpid(), socket.gethostname(), utcnow())])
+            if record:
+                self._write("INSERT OR REPLACE INTO cell_claims (cell_key, run_id, pid, host, started) "
+                            "VALUES (?,?,?,?,?)", [(cell_key, run_id, os.getpid(), socket.gethostname(), utcnow())])
         except BaseException:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -376,6 +459,26 @@ class ResultsStore:
     def claim_holder(self, cell_key: str) -> Optional[Dict[str, Any]]:
         rows = self.query("SELECT * FROM cell_claims WHERE cell_key=?", (cell_key,))
         return rows[0] if rows else None
+
+    def mark_interrupted(self) -> Dict[str, int]:
+        """Runs left 'running' and claim rows left by a process that is gone (no live process holds the cell's
+        lock) become 'interrupted' runs and no claim; each cell is handled while this process holds its lock,
+        so a driver that claims it meanwhile is never touched.  Returns ``{"runs": n, "claims": m}``."""
+        runs = self.query("SELECT run_id, cell_key FROM runs WHERE status='running' AND cell_key != ''")
+        claims = self.query("SELECT cell_key FROM cell_claims")
+        done = {"runs": 0, "claims": 0}
+        for key in sorted({r["cell_key"] for r in runs} | {c["cell_key"] for c in claims}):
+            claim = self.claim_cell(key, wait=False, record=False)
+            if claim is None:
+                continue                  # a live process trains it
+            with claim:
+                stale = [(utcnow(), r["run_id"]) for r in runs if r["cell_key"] == key]
+                self._transaction([("UPDATE runs SET status='interrupted', finished=? WHERE run_id=? AND "
+                                    "status='running'", stale),
+                                   ("DELETE FROM cell_claims WHERE cell_key=?", [(key,)])])
+            done["runs"] += len(stale)
+            done["claims"] += any(c["cell_key"] == key for c in claims)
+        return done
 
     # ---- reads ------------------------------------------------------------------
     def query(self, sql: str, params: tuple = ()) -> List[Dict[str, Any]]:

@@ -1,6 +1,10 @@
-"""Build the static leaderboard site from the results store (DESIGN "Leaderboard").
+"""Build the static leaderboard site from the results store (docs/design.md "Results store and page").
 
-    python -m leaderboard.build [--results results/results.sqlite] [--out leaderboard/site] [--debug]
+    python -m leaderboard.build [--results results/results.sqlite] [--site leaderboard/site] [--debug]
+
+Without flags it reads $AVADE_RESULTS and writes $AVADE_SITE where they are set, as ``python -m protocols.run``
+does (common/defaults.py), so it rebuilds the page of the store the last run wrote.  ``--out`` (now ``--site``)
+works for one more release.
 
 Reads only the store (``common.store.ResultsStore`` opened read-only: measurements, runs, claims) and the
 run directories it names, and writes ``<out>/index.html`` plus ``<out>/img/*.png``; it never writes to the
@@ -34,19 +38,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from common import defaults
 from common.cli import Parser, run_main
 from common.io import atomic_write
 from metrics import keys
 from common.store import ResultsStore, StoreError, utcnow
+from common.studies import TRIAL_PROTOCOL, StudyRecords
 
 from . import configs as cfgs
-from . import figures, gallery, views
+from . import figures, gallery, studies, views
 from .paper_numbers import PAPER_ROWS
 from .reference_numbers import FASHION_ROWS, MODERN_ROWS
 from .tables import Table, aggregate, group_tables
 
-DEFAULT_RESULTS = Path("results/results.sqlite")
-DEFAULT_OUT = Path("leaderboard/site")
 PACKAGE_DIR = Path(__file__).resolve().parent
 FIRST_RUN = "python -m protocols.run --protocol ablation --dataset digits"
 LOCK_NAME = ".build.lock"
@@ -67,7 +71,8 @@ def _read(store: ResultsStore) -> Dict[str, list]:
     runs = store.runs()
     rows = with_run_provenance(measurements, runs)
     return {"measurements": [m for m in rows if not m.get("snapshot")], "runs": runs,
-            "claims": store.claims(latest_only=True), "snapshots": [m for m in rows if m.get("snapshot")]}
+            "claims": store.claims(latest_only=True), "snapshots": [m for m in rows if m.get("snapshot")],
+            "studies": StudyRecords(store).studies(), "trials": StudyRecords(store).trials()}
 
 
 def _read_snapshot(path: Path) -> Dict[str, list]:
@@ -88,7 +93,7 @@ def _read_snapshot(path: Path) -> Dict[str, list]:
 def load_store(results_path: Path) -> Dict[str, list]:
     """Measurements, runs and latest claims; a store file that does not exist yet means no results."""
     if not results_path.exists():
-        return {"measurements": [], "runs": [], "claims": [], "snapshots": []}
+        return {"measurements": [], "runs": [], "claims": [], "snapshots": [], "studies": [], "trials": []}
     if not results_path.is_file():
         raise LeaderboardError(f"results store {results_path} is a folder, not a file; pass --results "
                                f"PATH/TO/results.sqlite")
@@ -99,6 +104,13 @@ def load_store(results_path: Path) -> Dict[str, list]:
             raise
         return _read_snapshot(results_path)
     return _read(store)
+
+
+def without_trials(data: Dict[str, list]) -> Dict[str, list]:
+    """The store's rows without the trials of tuning studies (measured on the validation split: they appear only in
+    their study's section, leaderboard/studies.py)."""
+    return {k: [r for r in v if r.get("protocol") != TRIAL_PROTOCOL] if k in ("measurements", "snapshots", "runs")
+            else v for k, v in data.items()}
 
 
 def with_run_provenance(measurements: List[dict], runs: List[dict]) -> List[dict]:
@@ -361,15 +373,15 @@ def render(context: dict) -> str:
 
 def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise LeaderboardError(f"leaderboard folder {out_dir} is a file, not a folder; pass --out with a folder "
+        raise LeaderboardError(f"leaderboard folder {out_dir} is a file, not a folder; pass --site with a folder "
                                f"for index.html and img/")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise LeaderboardError(f"cannot create the leaderboard folder {out_dir}: part of its path is a file; "
-                               f"pass --out with a folder path") from None
+                               f"pass --site with a folder path") from None
     except OSError as e:
-        raise LeaderboardError(f"cannot create the leaderboard folder {out_dir}: {e.strerror or e}; pass --out "
+        raise LeaderboardError(f"cannot create the leaderboard folder {out_dir}: {e.strerror or e}; pass --site "
                                f"with a writable folder") from None
 
 
@@ -379,7 +391,7 @@ def build_lock(out_dir: Path) -> Iterator[None]:
     try:
         fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise LeaderboardError(f"cannot write the leaderboard to {out_dir}: {e.strerror or e}; pass --out with a "
+        raise LeaderboardError(f"cannot write the leaderboard to {out_dir}: {e.strerror or e}; pass --site with a "
                                f"writable folder") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -388,23 +400,26 @@ def build_lock(out_dir: Path) -> Iterator[None]:
         os.close(fd)     # closing the descriptor releases the lock
 
 
-def build(results_path: str | os.PathLike = DEFAULT_RESULTS, out_dir: str | os.PathLike = DEFAULT_OUT) -> Path:
-    """Write ``out_dir/index.html`` (and its images) from the store at ``results_path``; return its path."""
-    results_path, out_dir = Path(results_path), Path(out_dir)
+def build(results_path: Optional[str | os.PathLike] = None, out_dir: Optional[str | os.PathLike] = None) -> Path:
+    """Write ``out_dir/index.html`` (and its images) from the store at ``results_path``; return its path.  None:
+    $AVADE_RESULTS / $AVADE_SITE, else results/results.sqlite / leaderboard/site (common/defaults.py)."""
+    results_path, out_dir = defaults.results_path(results_path), defaults.site_dir(out_dir)
     _prepare_out(out_dir)
     with build_lock(out_dir):
-        data = load_store(results_path)          # inside the lock: the last build reads every committed row
+        data = without_trials(load_store(results_path))   # inside the lock: the last build reads every committed row
+        study_views = studies.sections(data["studies"], data["trials"], data["claims"], out_dir)
         configs = cfgs.configs_by_group(data["runs"])
         media = gallery.collect_media(data["runs"], data["measurements"], out_dir)
         sections = dataset_sections(group_tables(aggregate(data["measurements"])), media, out_dir, configs,
                                     data["snapshots"])
         html = render({"sections": sections, "claims": views.claim_views(data["claims"]),
                        "reference": views.reference_views(PAPER_ROWS, MODERN_ROWS + FASHION_ROWS), "generated": utcnow(),
+                       "unfinished": views.unfinished_views(data["runs"]),
                        "store": str(results_path), "store_exists": results_path.exists(), "first_run": FIRST_RUN,
                        "min_seeds": keys.MIN_SEEDS,
-                       "counts": {k: len(v) for k, v in data.items()}})
+                       "studies": study_views, "counts": {k: len(v) for k, v in data.items()}})
         index = atomic_write(out_dir / "index.html", html)
-        gallery.prune_images(out_dir, _linked_images(sections, media))
+        gallery.prune_images(out_dir, _linked_images(sections, media) | studies.linked_images(study_views))
     return index
 
 
@@ -418,15 +433,17 @@ def _linked_images(sections: List[dict], media: List[gallery.RunMedia]) -> set:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = Parser(prog="python -m leaderboard.build", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results store (SQLite), read only")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder for index.html and img/")
+    defaults.add_path_flag(ap, "--results", help=defaults.HELP["--results"] + "; read only")
+    defaults.add_path_flag(ap, "--site")
+    defaults.add_deprecated(ap, "--out", "--site", dest="site")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
 
     def body() -> int:
-        index = build(args.results, args.out)
-        if not args.results.exists():
-            print(f"note: no results store at {args.results} yet; wrote a page saying so", file=sys.stderr)
+        results = defaults.results_path(args.results)
+        index = build(results, args.site)
+        if not results.exists():
+            print(f"note: no results store at {results} yet; wrote a page saying so", file=sys.stderr)
         print(index)
         return 0
 

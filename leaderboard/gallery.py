@@ -23,7 +23,7 @@ from .tables import group_of
 
 IMG_DIR = "img"
 MEDIA_FILES = {"samples": "samples.png", "reconstructions": "reconstructions.png", "prd": "prd.png",
-               "by_class": "samples_by_class.png"}
+               "by_class": "samples_by_class.png", "nearest": "nearest_train.png"}
 PRD_CURVE_FILE = "prd_curve.json"
 CLASS_FILE = "samples_by_class.json"     # the class gallery's rows: class names, counts and shares
 PRD_METRICS = (keys.PRD_AUC, keys.PRD_F8, keys.PRD_F1_8)

@@ -1,5 +1,5 @@
 """Aggregate store measurements over seeds, per configuration, and group them into comparable tables
-(DESIGN "Results store" and "Leaderboard").
+(docs/design.md "Results store and page").
 
 A *group* is one configuration of one protocol and model: the store's ``group_key`` (protocol, dataset
 content, model, resolved config hash, extractor identity; everything but the seed).  Rows written before
@@ -28,7 +28,8 @@ from metrics import keys
 BUDGET_ORDER = ("paper", "cpu", "smoke")
 METRIC_ORDER = (keys.BPD, keys.BPD_CONTENT, keys.BPD_IW, keys.IS, keys.IS_STD, keys.FID, keys.KID, keys.PRD_AUC,
                 keys.PRD_F8,
-                keys.PRD_F1_8, keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE, keys.GAN_TEST,
+                keys.PRD_F1_8, keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE, keys.VENDI, keys.MMD,
+                keys.CMMD, keys.AUTHPCT, keys.FLD_GAP, keys.C_T, keys.FLD, keys.BPD_GAP, keys.GAN_TEST,
                 keys.GAN_TRAIN, keys.REAL_BASELINE, keys.NFE, keys.SPEED_VS_GAN, keys.SAMPLES_PER_S)
 CELL_FIELDS = ("group", "metric", "extractor", "extractor_id", "n_samples")
 LEGACY = "legacy"

@@ -25,6 +25,16 @@ METRIC_LABELS = {keys.BPD: "BPD", keys.BPD_CONTENT: "BPD (28x28 content)", keys.
                  keys.DENSITY: "Density", keys.COVERAGE: "Coverage", keys.GAN_TEST: "GAN-test (%)",
                  keys.GAN_TRAIN: "GAN-train (%)", keys.REAL_BASELINE: "real\u2192real (%)",
                  keys.NFE: "NFE", keys.SPEED_VS_GAN: "speed vs GAN (\u00d7)", keys.SAMPLES_PER_S: "samples/s"}
+METRIC_LABELS.update({keys.VENDI: "Vendi", keys.MMD: "MMD (\u00d71000)", keys.CMMD: "CMMD", keys.FLD: "FLD",
+                      keys.FLD_GAP: "FLD gap", keys.AUTHPCT: "AuthPct (%)", keys.C_T: "C_T", keys.BPD_GAP: "BPD gap"})
+#: the memorization columns and what they mean (a note under every table that shows one)
+MEMORIZATION_NOTE = ("Memorization: AuthPct = % of samples farther from their nearest training image than that image "
+                     "is from its own nearest training neighbour (100 \u2212 AuthPct: the share closer; an exact copy "
+                     "is never authentic); FLD gap = 100 (train \u2212 test NLL) under FLD's sample-centred mixture, "
+                     "\u2248 0 when the model generalises, \u226a 0 when it copies; C_T \u226a 0: samples closer to "
+                     "the training set than held-out data are (> 0: underfitting); BPD gap = held-out \u2212 training "
+                     "BPD (> 0: the density fits its training images better). The gallery shows samples beside their "
+                     "nearest training images.")
 ARROWS = {"higher": ("\u2191", "higher is better"), "lower": ("\u2193", "lower is better")}
 DATASET_LABELS = {"cifar10": "CIFAR-10", "stl10": "STL-10", "imagenet32": "ImageNet 32\u00d732",
                   "imagenet64": "ImageNet 64\u00d764", "digits": "digits", "mnist": "MNIST",
@@ -212,7 +222,7 @@ def table_view(table: Table, paper_rows: Iterable[PaperRow]) -> dict:
     else:
         caption = f"{dataset_label(table.dataset)} \u00b7 extractor-independent metrics \u00b7 budget {table.budget}"
         notes = []
-    notes += checkpoint_notes(table)
+    notes += checkpoint_notes(table) + feature_space_notes(table)
     if any(r["cls"] == "paper" for r in rows):
         notes.append("Rows marked 'paper' are the published numbers (paper budget and sample counts), "
                      "shown for reference.")
@@ -227,7 +237,31 @@ def accuracy_text(table: Table) -> str:
     if not accs:
         return ""
     shown = f"{accs[0]:.1f}%" if len(accs) == 1 else f"{accs[0]:.1f}\u2013{accs[-1]:.1f}%"
+    if table.extractor == "selfsup":
+        return f" \u00b7 self-supervised (denoising autoencoder) net, held-out reconstruction R\u00b2 {shown}"
     return f" \u00b7 {table.extractor} net held-out accuracy {shown}"
+
+
+def feature_space_notes(table: Table) -> List[str]:
+    """Which feature space the table's numbers are in, when it is not the usual one; the memorization legend."""
+    notes = []
+    ext = table.extractor
+    if ext == "selfsup":
+        notes.append("Feature space: a self-supervised denoising autoencoder trained on this dataset's own train "
+                     "split without labels (the data have none); its numbers compare only with numbers in the same "
+                     "space, never with classifier (domain), Inception or DINOv2 values. No IS: it has no classes.")
+    elif ext.startswith("dinov2-") or ext.startswith("clip"):
+        what = "FD_DINOv2 (FD column)" if ext.startswith("dinov2-") else "CMMD"
+        if "-unpublished" in ext:
+            notes.append(f"RANDOM OR UNPUBLISHED WEIGHTS: the {ext.split('-')[0]} file behind this table is not the "
+                         f"published checkpoint (sha256 differs); its numbers are NOT {what} and compare with nothing "
+                         "outside this table.")
+        else:
+            notes.append(f"Feature space {ext}: the published checkpoint (sha256 verified); the FD column is {what}."
+                         if ext.startswith("dinov2-") else f"Feature space {ext}: the published CLIP ViT-L/14@336.")
+    if any(c.metric in (keys.AUTHPCT, keys.FLD_GAP, keys.C_T, keys.BPD_GAP) for c in table.columns):
+        notes.append(MEMORIZATION_NOTE)
+    return notes
 
 
 def checkpoint_notes(table: Table) -> List[str]:
@@ -348,9 +382,31 @@ def claim_views(claims: List[dict]) -> List[dict]:
                         + (f" \u00b7 extractor {c['extractor']}" if c["extractor"] else ""),
              "configs": configs_text(c.get("configs")),
              "configs_sort": " ".join(f"{m}={h}" for m, h in configs_text(c.get("configs"))),
-             "created": c["created"], "along": along_view(c["evidence"]),
-             "evidence": evidence_rows({k: v for k, v in c["evidence"].items() if k != "along_training"}
+             "created": c["created"], "along": along_view(c["evidence"]), "tuning": tuning_text(c["evidence"]),
+             "evidence": evidence_rows({k: v for k, v in c["evidence"].items() if k not in NOT_EVIDENCE}
                                        if isinstance(c["evidence"], dict) else c["evidence"])} for c in order]
+
+
+#: evidence keys shown apart from the evidence table (the trajectory along training, how the sides were tuned)
+NOT_EVIDENCE = ("along_training", "tuning", "tuned_alike", "tuning_note")
+
+
+def tuning_text(evidence: object) -> str:
+    """How the two sides of a verdict were tuned (protocols/verdicts.py ``tuning_evidence``): at their presets
+    unless a tuning study's confirmation recorded otherwise; unequal tuning is said so."""
+    sides = evidence.get("tuning") if isinstance(evidence, dict) else None
+    if not isinstance(sides, dict) or not sides:
+        return "both sides at their presets (no tuning study)"
+    parts = []
+    for model, t in sorted(sides.items()):
+        if isinstance(t, dict) and t.get("how") == "study":
+            parts.append(f"{model}: study {t.get('study')} ({t.get('trials')} trials, {t.get('sampler')}, criterion "
+                         f"{t.get('criterion')} on the validation split, pruner {t.get('pruner')}; selected trial "
+                         f"#{t.get('selected_trial')}; space {', '.join(t.get('space') or {})})")
+        else:
+            parts.append(f"{model}: presets")
+    alike = "tuned alike" if evidence.get("tuned_alike") else "TUNED UNEQUALLY"
+    return f"{alike}: " + "; ".join(parts)
 
 
 def along_view(evidence: object) -> Optional[dict]:
@@ -368,3 +424,23 @@ def along_view(evidence: object) -> Optional[dict]:
                        "cls": "st-" + re.sub(r"[^a-z]+", "-", str(p.get("status", "")).lower()).strip("-")})
     return {"summary": str(along.get("summary", "")), "points": points,
             "metrics": ", ".join(map(str, along.get("metrics", [])))}
+
+
+#: what the status of a run that is not done means (the store's runs table)
+UNFINISHED = {
+    "interrupted": "its driver stopped (killed, interrupted or an error) before the run finished; rerun the same "
+                   "command to continue it",
+    "failed": "the cell raised an error; the log is in its run directory",
+    "running": "being trained now, or its driver was killed since (the next run marks it interrupted)",
+}
+
+
+def unfinished_views(runs: List[dict]) -> List[dict]:
+    """Runs that are not done (their values are in no table), newest first, with what their status means."""
+    rows = sorted((r for r in runs if r.get("status") in UNFINISHED), key=lambda r: r.get("created") or "",
+                  reverse=True)
+    return [{"status": r["status"], "cls": "st-" + r["status"], "meaning": UNFINISHED[r["status"]],
+             "model": r["model"], "protocol": r["protocol"], "dataset": dataset_label(r["dataset"]),
+             "budget": r["budget"], "seed": r["seed"], "config_hash": r.get("config_hash") or "",
+             "created": r.get("created") or "", "finished": r.get("finished") or "", "run_dir": r.get("run_dir") or ""}
+            for r in rows]

@@ -1,5 +1,7 @@
-"""Evaluation suite (registry: ``METRICS``): IS, FID, KID, PRD, prdc on features of the
-``inception`` or ``domain`` extractor; held-out BPD; GAN-train/GAN-test; Table 7 sensitivity.
+"""Evaluation suite (registry: ``METRICS``): IS, FID, KID, PRD, prdc, and Vendi, MMD (CMMD's estimator) and the
+memorization tests AuthPct, C_T, FLD (with the training set), on features of an extractor: ``inception``,
+``dinov2``, ``clip`` (local weights files), ``domain`` or ``selfsup`` (trained on the data); held-out BPD;
+GAN-train/GAN-test; Table 7 sensitivity.
 
 Imports no ``protocols`` or ``leaderboard``: it takes arrays, folders, features or any object
 with ``sample(n, labels=None)`` / ``nll(x, k)``.  Result keys are the constants of
@@ -23,7 +25,7 @@ _HOME = {  # exported name -> module that defines it
     **dict.fromkeys(("DEFAULT_METRICS", "DEFAULT_PARAMS", "Evaluation", "METRICS", "compute_metrics", "evaluate",
                      "evaluate_detailed", "features_of", "load_extractor"), ".api"),   # .api registers the metrics
     **dict.fromkeys(("heldout_bpd", "heldout_bpd_bounds"), ".bpd"),
-    **dict.fromkeys(("DomainExtractor", "Features", "InceptionExtractor", "Recipe"), ".features"),
+    **dict.fromkeys(("DomainExtractor", "Features", "InceptionExtractor", "Recipe", "SelfSupExtractor"), ".features"),
     **dict.fromkeys(("GanTrainTest", "gan_train_test"), ".gan_train_test"),
     "register_metric": ".registry",
     **dict.fromkeys(("subset_scores", "subset_sensitivity"), ".sensitivity"),
@@ -61,7 +63,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only
     from .api import DEFAULT_METRICS, DEFAULT_PARAMS, METRICS, Evaluation, compute_metrics  # noqa: F401
     from .api import evaluate, evaluate_detailed, features_of, load_extractor  # noqa: F401
     from .bpd import heldout_bpd, heldout_bpd_bounds  # noqa: F401
-    from .features import DomainExtractor, Features, InceptionExtractor, Recipe  # noqa: F401
+    from .features import DomainExtractor, Features, InceptionExtractor, Recipe, SelfSupExtractor  # noqa: F401
     from .gan_train_test import GanTrainTest, gan_train_test  # noqa: F401
     from .registry import register_metric  # noqa: F401
     from .sensitivity import subset_scores, subset_sensitivity  # noqa: F401

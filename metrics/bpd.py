@@ -1,4 +1,5 @@
-"""Held-out bits per dimension (paper Section 5, "Evaluation metrics"; DESIGN.md "Likelihood").
+"""Held-out bits per dimension (paper Section 5, "Evaluation metrics"; docs/design.md, "Feature extractors and
+likelihood").
 
 bpd = (NLL_nats + D ln L) / (D ln 2) with D = C*H*W and L the dataset's intensity levels
 (``models.base.bits_per_dim``): ``model.nll(x, k)`` bounds -log p(u) for u = (x + U[0,1)) / L
@@ -30,6 +31,14 @@ def _check_images(test_x) -> torch.Tensor:
     return x
 
 
+def _check_nll(model, nll, n: int) -> None:
+    """``nll`` returns one value per image (nats per image, not a batch mean nor per-dimension values)."""
+    if not isinstance(nll, torch.Tensor) or tuple(nll.shape) != (n,):
+        got = tuple(nll.shape) if isinstance(nll, torch.Tensor) else type(nll).__name__
+        raise ValueError(f"{type(model).__name__}.nll(x, k) must return one value per image (nats per image, shape "
+                         f"({n},)), got {got}")
+
+
 @torch.no_grad()
 def heldout_bpd(model, test_x, levels: int, *, k: int = 1, batch_size: int = 256,
                 seed: int = 0) -> Optional[float]:
@@ -52,6 +61,7 @@ def heldout_bpd(model, test_x, levels: int, *, k: int = 1, batch_size: int = 256
                 nll = model.nll(x[s:s + step].to(device), k)
                 if nll is None:
                     return None
+                _check_nll(model, nll, min(step, x.shape[0] - s))
                 total += nll.double().sum().item()
     finally:
         if was_training:

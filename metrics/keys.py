@@ -27,10 +27,22 @@ NFE = "nfe"                      # network evaluations per sample (1 for one fee
 CLASS_KL = "class_kl"            # KL(sample class shares || real class shares) under the domain classifier (nats)
 CLASSES_LOW = "classes_low"      # classes whose sample share is below half their real share (metrics/classes.py)
 KL_PER_IMAGE = "kl"              # KL(q(z|x) || p(z)) of the held-out images, nats per image (latent usage)
+# any feature space (the row's extractor says which), issue 36: metrics/mmd.py, vendi.py, fld.py, memorization.py
+MMD = "mmd"                      # 1000 x MMD^2, RBF sigma 10 on L2-normalised features (CMMD's estimator)
+CMMD = "cmmd"                    # the same on CLIP ViT-L/14@336 embeddings: CMMD (Jayasumana et al. 2024)
+VENDI = "vendi"                  # Vendi score of the samples, cosine kernel (effective number of distinct samples)
+FLD = "fld"                      # feature likelihood divergence (Jiralerspong et al. 2023)
+FLD_GAP = "fld_gap"              # 100 x (train NLL - test NLL) under FLD's mixture: ~0 good, << 0 memorised
+AUTHPCT = "authpct"              # % of samples farther from the training set than its own nearest neighbours
+C_T = "ct"                       # Meehan et al. C_T: << 0 copies the training set, >> 0 underfits, ~0 right
+BPD_GAP = "bpd_gap"              # held-out BPD - training BPD (same count, same bound): > 0 = overfitting
 
 HIGHER_IS_BETTER = {IS, PRD_F8, PRD_F1_8, PRD_AUC, PRECISION, RECALL, DENSITY, COVERAGE, GAN_TRAIN, GAN_TEST,
                     REAL_BASELINE, SAMPLES_PER_S, SPEED_VS_GAN}
 LOWER_IS_BETTER = {BPD, BPD_CONTENT, BPD_IW, FID, FID_MEAN, FID_NOISE, KID, IS_STD, NFE, CLASS_KL, CLASSES_LOW}
+HIGHER_IS_BETTER |= {VENDI, AUTHPCT, FLD_GAP}
+LOWER_IS_BETTER |= {MMD, CMMD, FLD, BPD_GAP}
+NO_DIRECTION = {C_T}             # near zero is right (not in DIRECTION: direction() gives '')
 DIRECTION = {**{k: "higher" for k in HIGHER_IS_BETTER}, **{k: "lower" for k in LOWER_IS_BETTER}}
 #: the fewest seeds per model a claim's verdict is read from (protocols.claims; stated on the leaderboard page)
 MIN_SEEDS = 3

@@ -129,3 +129,47 @@ def classes_argmax(fake, real, seed, params):
     r = compute_class_coverage(fake.logits, real.logits)
     return {keys.CLASS_KL: r["class_kl"], keys.CLASSES_LOW: r["classes_low"],
             "class_shares": (r["fake_shares"], r["real_shares"])}
+
+
+# ---- issue 36: metrics of any feature space (FD is "fid" above on that space's features) ----------------------
+@register_metric("mmd", keys=(keys.MMD,), description="1000 x MMD^2, RBF sigma 10, L2-normalised features, "
+                                                         "minimum-variance estimator (CMMD's; CMMD on CLIP features)")
+def mmd_rbf_sigma10(fake, real, seed, params):
+    from .mmd import compute_mmd
+    return {keys.MMD: compute_mmd(fake.features, real.features)}
+
+
+@register_metric("vendi", keys=(keys.VENDI,), description="Vendi score of the fakes, cosine kernel, q = 1")
+def vendi_cosine(fake, real, seed, params):
+    from .vendi import compute_vendi
+    return {keys.VENDI: compute_vendi(fake.features)}
+
+
+@register_metric("authpct", keys=(keys.AUTHPCT,), needs="train",
+                 description="AuthPct (dgm-eval): % of fakes farther from their nearest training point than it is "
+                             "from its own; with each of the first 8 fakes' nearest training image")
+def authpct_train(fake, real, seed, params, train):
+    from .memorization import compute_authpct, nearest
+    dist, idx = nearest(fake.features[:NEAREST_SHOWN], train.features)
+    return {keys.AUTHPCT: compute_authpct(train.features, fake.features), "nearest_train": (idx, dist)}
+
+
+@register_metric("ct", keys=(keys.C_T,), needs="train",
+                 description="C_T (Meehan et al. 2020): 3 KMeans cells (seeded), 64 PCA dims, tau = 20/m; test "
+                             "set = the real reference")
+def ct_three_cells(fake, real, seed, params, train):
+    from .memorization import compute_ct
+    return {keys.C_T: compute_ct(train.features, real.features, fake.features, seed=seed)}
+
+
+@register_metric("fld", keys=(keys.FLD, keys.FLD_GAP), needs="train",
+                 description="FLD and its train-vs-test NLL gap (marcojira/fld), seeded subsets; test set = the "
+                             "real reference")
+def fld_seeded(fake, real, seed, params, train):
+    from .fld import compute_fld
+    fld, gap = compute_fld(train.features, real.features, fake.features, seed=seed)
+    return {keys.FLD: fld, keys.FLD_GAP: gap}
+
+
+NEAREST_SHOWN = 8    # fakes whose nearest training image authpct reports (the page's gallery)
+MEMORIZATION = ("authpct", "ct", "fld")

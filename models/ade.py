@@ -34,6 +34,7 @@ from .adversarial import GP_WEIGHT, discriminator_losses, g_loss
 from .base import Batch, DataSpec, GenerativeModel, Stage, bits_per_dim, dequantize, register_model
 from .presets import CPU32, CPU_GP, PER_DIM, RD_WIDTH, TABLE9_AVADE, TABLE9_VADE, TTUR, merged, rd_presets
 from .recipes import Recipe, derived, register_recipe
+from .spaces import ADVERSARIAL, CORE, HYBRID, register_space
 from .discriminators import build_discriminator
 from .flows import LogitTransform, RealNVP
 from .hvae import TopDownVAE
@@ -164,7 +165,8 @@ class GAN(GenerativeModel):
 
     @torch.no_grad()
     def nll(self, x: torch.Tensor, k: int = 1, labels: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
-        """Upper bound on -log p(u); a conditional GAN without labels marginalises a uniform class prior."""
+        """Upper bound on -log p(u) in nats per image (None before the inference stage); a conditional GAN without
+        labels marginalises a uniform class prior."""
         if int(self.infer_steps_done) == 0:
             return None
         with fast_inference(self):
@@ -477,6 +479,12 @@ _REGISTRY += [(f"vade-s{s}b{b}", ADE, {"adversarial": False, "sample_noise": "ga
 for _name, _cls, _defaults, _presets, _base, _desc, _paper in _REGISTRY:
     register_model(_name, config=GANConfig if _cls is GAN else ADEConfig, defaults=_defaults, presets=_presets,
                    base=_base, description=_desc, paper=_paper)(_cls)
+
+# Search spaces of the tuning studies (models/spaces.py), beside the registrations: the shared core for every model,
+# a discriminator's knobs where there is one, the hybrids' extras; the names that extend these (base=) inherit them
+for _name, _space in {"gan": CORE + ADVERSARIAL, "vae": CORE, "vade": CORE, "avgde": CORE + ADVERSARIAL + HYBRID,
+                      "avade": CORE + ADVERSARIAL + HYBRID}.items():
+    register_space(_name, *_space)
 
 
 # =============================================================================================

@@ -28,6 +28,7 @@ returned in u-space and turned back into levels by :func:`quantize`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -145,6 +146,8 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def nll(self, x: torch.Tensor, k: int = 1) -> Optional[torch.Tensor]:
+        """An upper bound on -log p(u) in nats per image (shape N; ``u = dequantize(x)``, fresh noise): the ELBO for
+        k = 1, the importance-weighted bound for k > 1.  None: no density (yet)."""
         return None
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,8 +193,52 @@ def register_model(name: str, *, config: type, defaults: Dict[str, object] | Non
                              f"fields nor train./eval. keys: {sorted(bad)}")
     if base is not None and base not in MODELS:
         raise ValueError(f"model {name!r}: base {base!r} is not registered (register it first)")
-    return MODELS.register(name, config=config, defaults=defaults, presets=presets, base=base,
-                           description=description, paper=paper)
+    register = MODELS.register(name, config=config, defaults=defaults, presets=presets, base=base,
+                               description=description, paper=paper)
+
+    def checked(cls: type) -> type:
+        problems = interface_problems(cls)
+        if problems:
+            raise TypeError(f"model {name!r}: " + "; ".join(problems) + " (README 'Add a model', models/template.py)")
+        return register(cls)
+
+    return checked
+
+
+#: (method, call it must accept, what the pipeline passes): the calls the trainer and the evaluation make
+_CALLS = (("__init__", ("cfg", "data"), {}, "(cfg, data)"),
+          ("phase_parameters", ("main",), {}, "(phase)"),
+          ("losses", ("main", None), {}, "(phase, batch)"),
+          ("sample", (2,), {"labels": None}, "(n, labels=None): the pipeline calls sample(k, labels=...); an "
+                                             "unconditional model ignores labels"),
+          ("nll", (None, 1), {}, "(x, k=1): metrics call nll(x, k)"))
+
+
+def interface_problems(cls: type) -> List[str]:
+    """What a class lacks to be a registered model (checked by :func:`register_model` before it registers it): a
+    :class:`GenerativeModel` subclass with ``losses`` and ``sample`` of its own, the call signatures the trainer and
+    the evaluation use, phases as a tuple of names, and an ``nll`` whose docstring states its units (nats per
+    image).  The ``loss`` key of ``losses`` is checked at the first training step (``protocols.trainer``), the shape
+    of ``nll`` where BPD is computed (``metrics.bpd``)."""
+    if not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
+        return [f"{cls!r} is not a subclass of models.GenerativeModel"]
+    out = [f"{cls.__name__} does not define {m}" for m in ("losses", "sample")
+           if getattr(cls, m) is getattr(GenerativeModel, m)]
+    for method, args, kwargs, need in _CALLS:
+        try:
+            inspect.signature(getattr(cls, method)).bind(None, *args, **kwargs)
+        except TypeError:
+            out.append(f"{cls.__name__}.{method} must accept {need}")
+    phases = getattr(cls, "phases", None)
+    if not (isinstance(phases, tuple) and phases and all(isinstance(p, str) and p for p in phases)):
+        out.append(f"{cls.__name__}.phases must be a non-empty tuple of phase names, e.g. ('main',) or "
+                   f"('disc', 'gen'), not {phases!r}")
+    owner = next(c for c in cls.__mro__ if "nll" in vars(c))
+    doc = getattr(vars(owner)["nll"], "__doc__", None) or ""      # its own docstring, not an inherited one
+    if owner is not GenerativeModel and "nats" not in doc:
+        out.append(f"{owner.__name__}.nll must say its units in its docstring: an upper bound on -log p(u) in nats "
+                   f"per image, one value per image (bits per dimension are derived from it)")
+    return out
 
 
 def preset_chain(name: str) -> List[str]:

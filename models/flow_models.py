@@ -128,6 +128,7 @@ class FlowDensityModel(GenerativeModel):
 
     @torch.no_grad()
     def nll(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """-log p(u) in nats per image, exact for the dequantised u (``k`` is accepted and changes nothing)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if x.is_floating_point():

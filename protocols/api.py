@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from common import defaults
 from common.memory import keep_freed_memory
 from common.store import ResultsStore
 
@@ -28,7 +29,7 @@ from . import tables  # noqa: F401  (registers the paper's protocols)
 from .base import PROTOCOLS, Context
 from .config import ConfigError
 from .datasets import load_dataset
-from .executors import ExecutorOptions
+from .executors import ExecutorOptions, local_threads
 from .pipeline import Cell, extractor_identity
 from .planning import claim_configs, model_names, plan, preflight_data, preflight_extractors, resolve_cell
 from .scheduler import CellOutcome, run_cells
@@ -51,21 +52,22 @@ class ProtocolResult:
     store_path: Optional[Path] = None
 
 
+# the paths every CLI shares (flags, environment variables, defaults): common/defaults.py
 def default_results() -> Path:
-    return Path(os.environ.get("AVADE_RESULTS", "results/results.sqlite"))
+    return defaults.results_path()
 
 
 def default_site() -> Path:
-    return Path(os.environ.get("AVADE_SITE", "leaderboard/site"))
+    return defaults.site_dir()
 
 
 def default_out() -> Path:
-    return Path(os.environ.get("AVADE_RUNS", "runs"))
+    return defaults.runs_dir()
 
 
 def default_cache(out_dir: Path) -> Path:
     """Feature and extractor cache: $AVADE_CACHE (share it between run folders), else <out>/cache."""
-    return Path(os.environ["AVADE_CACHE"]) if os.environ.get("AVADE_CACHE") else Path(out_dir) / "cache"
+    return defaults.cache_dir(out_dir)
 
 
 def usable_dir(path: Path, what: str) -> Path:
@@ -87,11 +89,14 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
                  data_root: Optional[str] = None, download: bool = False, results: Optional[Path] = None,
                  out: Optional[Path] = None, overrides: Optional[Dict[str, str]] = None, resume: bool = False,
                  fresh: bool = False, progress: bool = True, debug: bool = False,
-                 executor: Optional[ExecutorOptions] = None, recipe: Optional[str] = None) -> ProtocolResult:
+                 executor: Optional[ExecutorOptions] = None, recipe: Optional[str] = None,
+                 tuning: Optional[Dict[str, dict]] = None) -> ProtocolResult:
     """Run (or complete) one protocol; see the module docstring.  Torch's thread count is restored after.
     The process keeps the memory it frees (``common.memory.keep_freed_memory``: fewer page faults per step).
     ``executor`` runs the cells through submitit or Ray (:mod:`protocols.executors`); default: here.
-    ``recipe``: the optimisation recipe of every model it reaches (:mod:`models.recipes`; None: the budget's)."""
+    ``recipe``: the optimisation recipe of every model it reaches (:mod:`models.recipes`; None: the budget's).
+    ``tuning``: how each model's configuration was tuned (model -> a study's summary, :mod:`protocols.tuning`; a model
+    not named: its presets), recorded with every claim's verdict."""
     import torch
     keep_freed_memory()
     threads = torch.get_num_threads()
@@ -99,13 +104,14 @@ def run_protocol(protocol: str, *, models: Optional[Sequence[str]] = None, datas
         return _run_protocol(protocol, models=models, dataset=dataset, budget=budget, seed=seed, seeds=seeds,
                              data_root=data_root, download=download, results=results, out=out,
                              overrides=overrides, resume=resume, fresh=fresh, progress=progress, debug=debug,
-                             executor=executor.check() if executor is not None else None, recipe=recipe)
+                             executor=executor.check() if executor is not None else None, recipe=recipe,
+                             tuning=tuning)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_root, download, results, out,
-                  overrides, resume, fresh, progress, debug, executor, recipe=None) -> ProtocolResult:
+                  overrides, resume, fresh, progress, debug, executor, recipe=None, tuning=None) -> ProtocolResult:
     p = PROTOCOLS.get(protocol)
     n_seeds = seeds if seeds is not None else p.seeds
     if n_seeds < 1:
@@ -113,6 +119,7 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, not {seed}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    overrides = local_threads(executor, overrides)      # --workers N here: the cores split between the workers
     if executor is not None and (executor.gpus_per_cell or 0) > 1:
         world = int(executor.gpus_per_cell)       # each cell runs as a torchrun of that many processes
     cfgs, _ = plan(protocol, models, range(seed, seed + n_seeds), dataset=dataset, budget=budget,
@@ -125,7 +132,7 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     ds = load_dataset(dataset, data_root=data_root, download=download)
     preflight_data(p, ds, cfgs)
     store = ResultsStore(results or default_results())
-    out_dir = usable_dir(Path(out or default_out()), "--out")
+    out_dir = usable_dir(Path(out or default_out()), "--runs")
     ctx = Context(dataset=ds, budget=budget, store=store, out_dir=out_dir, device=device, resume=resume,
                   cache_dir=usable_dir(default_cache(out_dir), "cache"), progress=progress)
     cells = [Cell(p, c.model, c.seed, c, ds.name, ds.content_hash, extractor_identity(ctx, p, c)) for c in cfgs]
@@ -143,7 +150,7 @@ def _run_protocol(protocol: str, *, models, dataset, budget, seed, seeds, data_r
     extractor = p.extractor or cfgs[0].eval.extractor
     claims = evaluate_claims(p, store, ds.name, budget, extractor, groups,
                              {**{c.model: c.hash() for c in claim_cfgs}, **configs},
-                             n_snapshots=max(c.eval.snapshots for c in cfgs))
+                             n_snapshots=max(c.eval.snapshots for c in cfgs), tuning=tuning)
     table = summarise(stored_values(store, {m: groups[m] for m in configs}))
     D.barrier()
     return ProtocolResult(p.name, ds.name, budget, outcomes, claims, table, configs, store.path)

@@ -67,6 +67,8 @@ class Protocol:
     description: str
     models: Tuple[str, ...]
     metrics: Tuple[str, ...]                     # keys that make a cell complete
+    extras: Tuple[str, ...] = ()                 # keys measured beside them that a stored cell need not have
+    #                                              (added later: cells stored before still count as done)
     claims: Tuple[Claim, ...] = ()
     cell: Optional[Callable] = None              # (ctx, cell: pipeline.Cell) -> cells.CellOutput
     model_alias: Dict[str, str] = field(default_factory=dict)  # user model name -> model actually trained

@@ -25,7 +25,8 @@ from models.base import quantize, to_unit
 
 from . import distributed as D
 from .base import Context
-from .evaluate import (PRODUCER, bpd_values, class_keys, convention_values, gan_train_test_values, kl_values,
+from .evaluate import (MEMO_KEYS, PRODUCER, bpd_gap_values, bpd_values, class_keys, convention_values,
+                       gan_train_test_values, kl_values, pretrained_values,
                        sample_metrics, sampling_cost_values, save_class_gallery, save_figures, sensitivity_values,
                        snapshot_values,
                        steps_curve_values)
@@ -53,14 +54,17 @@ def standard_cell(ctx: Context, cell: Cell) -> CellOutput:
     values: List[Dict[str, Any]] = []
     values += [_with_plateau(v, result) for v in bpd_values(ctx, cfg, net)]
     values += kl_values(ctx, cfg, net, cfg.eval.bpd_images)
+    if K.BPD_GAP in cell.protocol.extras:
+        values += bpd_gap_values(ctx, cfg, net, values)
     wanted = set(cell.protocol.metrics) & set(PRODUCER)
-    wanted |= class_keys(cfg) if wanted else set()
+    wanted |= (class_keys(cfg) | (set(cell.protocol.extras) & set(PRODUCER))) if wanted else set()
     if wanted:
         torch.manual_seed(cfg.seed + 10_000)
         fake_u = sample_images(net, cfg.eval.n_samples, cfg.eval.batch_size)
         if D.is_main():
             fake = quantize(fake_u, ctx.dataset.levels)
             values += sample_metrics(ctx, cfg, fake, run_dir, wanted)
+            values += pretrained_values(ctx, cfg, fake, wanted)
             save_figures(ctx, net, fake, run_dir)
             save_class_gallery(ctx, cfg, fake, run_dir)
     if K.FID in wanted:
@@ -113,7 +117,9 @@ def floor_cell(ctx: Context, cell: Cell) -> CellOutput:
         from torchvision.utils import save_image
         run_dir.mkdir(parents=True, exist_ok=True)
         wanted = set(cell.protocol.metrics) & set(PRODUCER)
-        values = sample_metrics(ctx, cfg, train_x[idx], run_dir, wanted | (class_keys(cfg) if wanted else set()))
+        wanted |= (class_keys(cfg) | (set(cell.protocol.extras) & set(PRODUCER) - MEMO_KEYS)) if wanted else set()
+        values = sample_metrics(ctx, cfg, train_x[idx], run_dir, wanted)
+        values += pretrained_values(ctx, cfg, train_x[idx], wanted, floor=True)
         save_image(to_unit(train_x[idx[:64]], ctx.dataset.levels), run_dir / "samples.png", nrow=8, padding=1)
     snaps: List[Dict[str, Any]] = []
     if D.is_main() and cfg.eval.snapshots > 0:   # the floor at a snapshot's sample count, beside every snapshot

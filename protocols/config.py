@@ -24,6 +24,7 @@ Every value is then checked (ranges, choices, the device) before anything is loa
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -45,7 +46,7 @@ class ConfigError(ValueError):
 
 SELECT = ("val_bpd", "last")
 OPTIMIZERS = ("adamax", "adam")
-EXTRACTORS = ("domain", "inception")
+EXTRACTORS = ("domain", "inception", "selfsup")   # domain on data without labels is selfsup (protocols/evaluate.py)
 AUTOCAST = ("off", "bf16", "auto")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -97,6 +98,8 @@ class EvalConfig:
     n_real: int = opt(0, min=0)             # real reference images (0 = the whole test split)
     extractor: str = opt("domain", choices=EXTRACTORS)  # feature extractor of the sample metrics
     inception_weights: str = ""             # local Inception file ('' = $AVADE_INCEPTION); identified by its hash
+    dinov2_weights: str = ""                # a DINOv2 file: the sample metrics again in its space (FD_DINOv2); '' = none
+    clip_weights: str = ""                  # a CLIP ViT-L/14@336 file: CMMD; '' = none (both identified by hash)
     iw_k: int = opt(0, min=0)               # importance samples for the IW bound (0 = skip)
     bpd_images: int = opt(0, min=0)         # held-out images for BPD (0 = the whole test split)
     batch_size: int = opt(250, min=1)       # evaluation batch size
@@ -106,9 +109,10 @@ class EvalConfig:
     gan_seeds: int = opt(1, min=1)          # classifier seeds for GAN-train/GAN-test
     select: str = opt("last", choices=SELECT)  # checkpoint evaluated: last (the paper) | val_bpd (best validation
     #                                            BPD; needs train.val_every > 0); each protocol declares its own
-    snapshots: int = opt(0, min=0)          # evaluations along the main stage, evenly spaced (8: every 1/8 of the
-    #                                         steps, the last included; fewer when the stage has fewer steps);
-    #                                         0 = only the final evaluation
+    snapshots: int = opt(0, min=0, max=10_000)  # evaluations along the main stage, evenly spaced (8: every 1/8 of
+    #                                         the steps, the last included; fewer when the stage has fewer steps;
+    #                                         more than train.steps only from a budget or preset); 0 = only the final
+    #                                         evaluation
     snapshot_samples: int = opt(2000, min=2)  # samples for a snapshot's FID and KID
     snapshot_bpd_images: int = opt(500, min=1)  # held-out images (the first of the test split) for its BPD
 
@@ -161,7 +165,8 @@ class RunConfig:
             if d[section][key] == off:
                 for k in (key, *dependent):
                     d[section].pop(k)
-        d["eval"].pop("inception_weights")
+        for k in ("inception_weights", "dinov2_weights", "clip_weights"):
+            d["eval"].pop(k)
         if self.world == 1:
             d.pop("world")
         return d
@@ -228,8 +233,10 @@ def set_value(cfg: RunConfig, key: str, value: Any, source: str = "") -> None:
     obj = _section(cfg, section)
     hints = typing.get_type_hints(type(obj))
     if name not in hints or name not in {f.name for f in fields(obj)}:
-        valid = ", ".join(f"{section}.{f.name}" for f in fields(obj))
-        raise ConfigError(f"unknown config key {key!r}; valid keys: {valid}")
+        valid = [f"{section}.{f.name}" for f in fields(obj)]
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.7)
+        raise ConfigError(f"unknown config key {key!r}{f' (did you mean {close[0]}?)' if close else ''}; valid keys: "
+                          f"{', '.join(valid)}")
     typ = hints[name]
     if isinstance(value, str) and typ is not str:
         value = _parse(value, typ, key)
@@ -491,14 +498,20 @@ def validate(cfg: RunConfig, model_cls=None) -> None:
         errors.append(f"eval.n_samples={e.n_samples} must be >= eval.prd_clusters={e.prd_clusters}")
     if e.n_samples <= e.prdc_k:
         errors.append(f"eval.n_samples={e.n_samples} must be > eval.prdc_k={e.prdc_k}")
+    if e.snapshots > cfg.train.steps and cfg.sources.get("eval.snapshots", "").startswith("--set"):
+        errors.append(f"eval.snapshots={e.snapshots} is more than train.steps={cfg.train.steps} (at most one "
+                      f"snapshot per step)")
     if errors:
         raise ConfigError(f"{cfg.model}: " + "; ".join(errors))
 
 
 def snapshot_steps(steps: int, n: int) -> List[int]:
-    """The steps of the main stage after which a snapshot is evaluated: ``n`` evenly spaced, the last at ``steps``."""
+    """The steps of the main stage after which a snapshot is evaluated: ``n`` evenly spaced, the last at ``steps``
+    (every step when ``n >= steps``: the rounded spacing then takes every value, so it is not enumerated)."""
     if n <= 0:
         return []
+    if n >= steps:
+        return list(range(1, steps + 1))
     return sorted({max(1, round(i * steps / n)) for i in range(1, n + 1)})
 
 

@@ -1,6 +1,6 @@
 """DATASETS registry: every dataset as uint8 N x C x H x W tensors with fixed splits.
 
-DESIGN.md "Datasets"; the paper (Lucas et al., NeurIPS 2019) trains on CIFAR-10 (32x32,
+docs/design.md "The embedded default"; the paper (Lucas et al., NeurIPS 2019) trains on CIFAR-10 (32x32,
 Sec. 5), STL-10 at 48x48, ImageNet and LSUN at 64x64 (Sec. 5.3, Table 4) and reports every
 metric on held-out data.  Each :class:`ImageDataset` therefore has three splits: ``train``,
 ``val`` (checkpoint selection; carved from train with a fixed seed) and ``test`` (the
@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from models.base import DataSpec
+from common import defaults
 from common.registry import Registry, UnknownNameError
 
 __all__ = ["ImageDataset", "DatasetNotFoundError", "DatasetFormatError", "DATASETS",
            "load_dataset", "dataset_names", "read_idx", "ENV_VAR", "SPLIT_SEED"]
 
-ENV_VAR = "AVADE_DATA"
+ENV_VAR = defaults.DATA_ENV       # AVADE_DATA (common/defaults.py: every CLI's paths)
 SPLIT_SEED = 0                    # every split of every dataset uses this seed
 VAL_MAX = 5000                    # val = min(VAL_MAX, N // 10) images held out of train
 DIGITS_SPLIT = (1257, 180, 360)   # train / val / test of scikit-learn's 1797 digits

@@ -24,7 +24,7 @@ from models.base import GenerativeModel, quantize, to_unit
 
 from . import distributed as D
 from .base import Context
-from .config import ConfigError, RunConfig
+from .config import RunConfig
 
 #: metric keys -> the registered metric that produces them
 PRODUCER = {K.FID: "fid", K.KID: "kid", K.IS: "is", K.IS_STD: "is", K.PRD_F8: "prd", K.PRD_F1_8: "prd",
@@ -32,23 +32,40 @@ PRODUCER = {K.FID: "fid", K.KID: "kid", K.IS: "is", K.IS_STD: "is", K.PRD_F8: "p
             K.CLASS_KL: "classes", K.CLASSES_LOW: "classes"}
 #: class coverage (metrics/classes.py): measured wherever the features come from the domain classifier
 CLASS_KEYS = {K.CLASS_KL, K.CLASSES_LOW}
+#: issue 36: diversity, MMD and the memorization tests in the cell's feature space (metrics/suite.py)
+PRODUCER.update({K.MMD: "mmd", K.VENDI: "vendi", K.AUTHPCT: "authpct", K.C_T: "ct", K.FLD: "fld", K.FLD_GAP: "fld"})
+#: the keys that compare samples with the training split (a fixed seeded subset of it, :func:`memo_train`)
+MEMO_KEYS = {K.AUTHPCT, K.C_T, K.FLD, K.FLD_GAP}
+NEAREST_FILE = "nearest_train.png"     # the first samples (top row) over their nearest training images (bottom)
+CT_MIN_POINTS = 61                     # fewer test images or samples than this: no C_T (3 cells x > 20 each)
 
 
-def extractor_for(ctx: Context, cfg: RunConfig):
-    """The cell's feature extractor, built once per process (a domain net trains with the cell's threads)."""
-    name, weights = cfg.eval.extractor, cfg.eval.inception_weights or None
+def extractor_name(ctx: Context, cfg: RunConfig, name: Optional[str] = None) -> str:
+    """The extractor a cell's sample metrics use: ``domain`` on data without labels is the self-supervised one."""
+    name = name or cfg.eval.extractor
+    return "selfsup" if name == "domain" and ctx.dataset.train_y is None else name
+
+
+def extractor_for(ctx: Context, cfg: RunConfig, name: Optional[str] = None):
+    """The cell's feature extractor (or the named one: ``dinov2`` / ``clip`` from ``eval.*_weights``), built once
+    per process (a domain or self-supervised net trains with the cell's threads)."""
+    name = extractor_name(ctx, cfg, name)
+    weights = {"inception": cfg.eval.inception_weights, "dinov2": cfg.eval.dinov2_weights,
+               "clip": cfg.eval.clip_weights}.get(name) or None
     key = (name, weights, cfg.train.threads)
     if key not in ctx._extractors:
         torch.set_num_threads(cfg.train.threads)
         ds = ctx.dataset
-        if name == "domain" and ds.train_y is None:
-            raise ConfigError(f"the domain extractor is a classifier and {ds.name} has no labels: use "
-                              f"--set eval.extractor=inception with --inception-weights FILE")
+        if name == "selfsup":
+            ctx._extractors[key] = metrics.SelfSupExtractor.fit_or_load(
+                ds.train_x, ds.levels, seed=0, cache_dir=_cache(ctx), dataset_hash=ds.content_hash, test_x=ds.test_x,
+                device=ctx.device, progress=ctx.progress and D.is_main())
+            return ctx._extractors[key]
         train = (ds.train_x, ds.train_y) if name == "domain" else None
         held = (ds.test_x, ds.test_y) if name == "domain" else None
         ctx._extractors[key] = metrics.load_extractor(
             name, levels=ds.levels, seed=0, cache_dir=_cache(ctx), inception_weights=weights, train=train,
-            heldout=held, device=ctx.device, progress=ctx.progress and D.is_main())
+            heldout=held, device=ctx.device, progress=ctx.progress and D.is_main(), weights=weights)
     return ctx._extractors[key]
 
 
@@ -65,7 +82,18 @@ def _extractor_extra(ext) -> Dict[str, Any]:
     extra: Dict[str, Any] = {"extractor_id": ext.id}
     if getattr(ext, "accuracy", None) is not None:
         extra["extractor_accuracy"] = round(float(ext.accuracy), 4)
+    if getattr(ext, "label", None):                       # the self-supervised space says what it is
+        extra["extractor_label"], extra["extractor_quality"] = ext.label, ext.quality
+    weights = ext.identity().get("weights") if hasattr(ext, "identity") else None
+    if weights:                                           # dinov2 / clip: the published file, or the warning
+        extra["extractor_weights"] = weights
     return extra
+
+
+def row_extractor(ext) -> str:
+    """The ``extractor`` of a store row: the name, or for dinov2 / clip the id with the file's hash (and
+    '-unpublished' for a random or other file), so that their tables never pool two weight files."""
+    return ext.id if ext.name in ("dinov2", "clip") else ext.name
 
 
 def bpd_values(ctx: Context, cfg: RunConfig, model: GenerativeModel, images: Optional[int] = None,
@@ -106,32 +134,99 @@ def content_bpd(ds, values: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             for v in values if v["metric"] == K.BPD]
 
 
+def memo_train(ctx: Context, n: int) -> torch.Tensor:
+    """The training images the memorization tests compare samples with: a fixed seeded subset (seed 0, the same
+    for every cell) of ``n`` images of the train split (all of it when smaller)."""
+    x = ctx.dataset.train_x
+    if len(x) <= n:
+        return x
+    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]]
+
+
 def sample_metrics(ctx: Context, cfg: RunConfig, fake: torch.Tensor, run_dir: Path,
-                   wanted: Iterable[str]) -> List[Dict[str, Any]]:
-    """Every wanted sample metric from one feature pass over ``fake`` (uint8 levels) and the test split."""
+                   wanted: Iterable[str], extractor: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every wanted sample metric from one feature pass over ``fake`` (uint8 levels) and the test split (and, for
+    the memorization keys, a subset of the train split as large as the test reference).  ``extractor``: another
+    feature space than the cell's (``dinov2``).  Keys needing logits are left out where the extractor has none."""
     wanted = set(wanted)
     unknown = wanted - set(PRODUCER)
     if unknown:
         raise ValueError(f"no producer for metric key(s) {sorted(unknown)}")
-    names = sorted({PRODUCER[k] for k in wanted})
-    ext = extractor_for(ctx, cfg)
+    ext = extractor_for(ctx, cfg, extractor)
     real = ctx.dataset.test_x if cfg.eval.n_real <= 0 else ctx.dataset.test_x[: cfg.eval.n_real]
+    probe = ext.embed(metrics.images.as_unit(real[:1], ctx.dataset.levels))
+    if probe[1] is None:
+        wanted = {k for k in wanted if metrics.METRICS.meta(PRODUCER[k])["needs"] != "logits"}
+    if len(real) < CT_MIN_POINTS or len(fake) < CT_MIN_POINTS:
+        wanted.discard(K.C_T)        # C_T's 3 cells each need test points and > 20 samples: too few here
+    names = sorted({PRODUCER[k] for k in wanted})
+    train = memo_train(ctx, len(real)) if wanted & MEMO_KEYS else None
     res = metrics.evaluate_detailed(fake, real, levels=ctx.dataset.levels, extractor=ext, metrics=names,
                                     seed=cfg.seed, cache_dir=_cache(ctx), batch_size=cfg.eval.batch_size,
-                                    out_dir=run_dir, params=metric_params(cfg))
-    if "prd" in res.curves:
+                                    out_dir=run_dir, params=metric_params(cfg), train=train)
+    if "prd" in res.curves and run_dir is not None:
         precision, recall = res.curves["prd"]
         atomic_write(run_dir / "prd_curve.json", json.dumps(
             {"precision": [float(v) for v in precision], "recall": [float(v) for v in recall]}))
-    dim = int(ext.embed(metrics.images.as_unit(real[:1], ctx.dataset.levels))[0].shape[1])
-    extra = {**_extractor_extra(ext), "n_real": len(real), "feature_dim": dim, **metric_params(cfg)}
+    if "nearest_train" in res.curves and run_dir is not None and extractor is None:
+        save_nearest(ctx, fake, train, res.curves["nearest_train"][0], run_dir)
+    extra = {**_extractor_extra(ext), "n_real": len(real), "feature_dim": int(probe[0].shape[1]), **metric_params(cfg)}
+    if train is not None:
+        extra["n_train_memo"] = len(train)
     keep = wanted | ({K.IS_STD} if K.IS in wanted else set())
-    out = [{"metric": k, "value": v, "extractor": ext.name, "n": len(fake), "extra": extra}
+    out = [{"metric": k, "value": v, "extractor": row_extractor(ext), "n": len(fake), "extra": extra}
            for k, v in res.values.items() if k in keep]
     if "classes" in res.curves:
         shares = _class_extra(ctx, *res.curves["classes"])
         out = [{**v, "extra": {**v["extra"], **shares}} if v["metric"] in CLASS_KEYS else v for v in out]
     return out
+
+
+def save_nearest(ctx: Context, fake: torch.Tensor, train: torch.Tensor, idx, run_dir: Path) -> None:
+    """``nearest_train.png``: the first samples (top row) over their nearest training images in the cell's feature
+    space (bottom row), for the page's gallery."""
+    from torchvision.utils import save_image
+    k = len(idx)
+    grid = torch.cat([fake[:k], train[torch.as_tensor(idx)]])
+    save_image(to_unit(grid, ctx.dataset.levels), run_dir / NEAREST_FILE, nrow=k, padding=1)
+
+
+def pretrained_values(ctx: Context, cfg: RunConfig, fake: torch.Tensor, wanted: Iterable[str],
+                      floor: bool = False) -> List[Dict[str, Any]]:
+    """The sample metrics again in DINOv2 space (``eval.dinov2_weights``: FD_DINOv2 is its ``fid``) and CMMD
+    (``eval.clip_weights``), each a table of its own on the page (rows keyed by the extractor's id)."""
+    out: List[Dict[str, Any]] = []
+    if cfg.eval.dinov2_weights:
+        keys_ = (set(wanted) & set(PRODUCER)) - CLASS_KEYS - {K.IS, K.IS_STD} - (MEMO_KEYS if floor else set())
+        out += sample_metrics(ctx, cfg, fake, None, keys_, extractor="dinov2")
+    if cfg.eval.clip_weights:
+        ext = extractor_for(ctx, cfg, "clip")
+        real = ctx.dataset.test_x if cfg.eval.n_real <= 0 else ctx.dataset.test_x[: cfg.eval.n_real]
+        res = metrics.evaluate_detailed(fake, real, levels=ctx.dataset.levels, extractor=ext, metrics=["mmd"],
+                                        seed=cfg.seed, cache_dir=_cache(ctx), batch_size=cfg.eval.batch_size)
+        out.append({"metric": K.CMMD, "value": res.values[K.MMD], "extractor": row_extractor(ext), "n": len(fake),
+                    "extra": {**_extractor_extra(ext), "n_real": len(real)}})
+    return out
+
+
+def bpd_gap_values(ctx: Context, cfg: RunConfig, model: GenerativeModel,
+                   done: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Held-out BPD minus training BPD (ELBO, the same number of images: the first of the train split, the same
+    noise seed): > 0 is a density model fitting its training images better than new ones (overfitting)."""
+    test = next((v for v in done if v["metric"] == K.BPD), None)
+    if test is None:
+        return []
+    ds, n = ctx.dataset, int(test["n"])
+    shard = ds.train_x[:n][D.rank()::D.world_size()]
+    bpd = metrics.heldout_bpd(model, shard, ds.levels, k=1, batch_size=cfg.eval.batch_size, seed=cfg.seed)
+    if bpd is None:
+        return []
+    if D.world_size() > 1:
+        t = torch.tensor([bpd * len(shard), float(len(shard))], dtype=torch.float64, device=ctx.device)
+        torch.distributed.all_reduce(t)
+        bpd = float(t[0] / t[1])
+    return [{"metric": K.BPD_GAP, "value": test["value"] - bpd, "extractor": "", "n": n,
+             "extra": {"train_bpd": bpd, "test_bpd": test["value"], "train_images": "first n of the train split"}}]
 
 
 def class_keys(cfg: RunConfig) -> set:
@@ -196,7 +291,7 @@ def save_class_gallery(ctx: Context, cfg: RunConfig, fake: torch.Tensor, run_dir
     it gives that label; a row left grey is a class the model did not generate among the first
     ``GALLERY_SAMPLES``), and ``samples_by_class.json`` with each row's class name, count and share."""
     from torchvision.utils import save_image
-    if not class_keys(cfg):
+    if not class_keys(cfg) or ctx.dataset.train_y is None:     # no labels: the self-supervised space has no classes
         return
     ext, levels = extractor_for(ctx, cfg), ctx.dataset.levels
     x = fake[:GALLERY_SAMPLES]

@@ -16,20 +16,34 @@ run directory a worker also keeps
 
 A cell asking for more than one GPU (``--gpus-per-cell N``) runs as ``torchrun --nproc-per-node N`` inside its
 task, the data-parallel path of one machine (:mod:`protocols.distributed`).
+
+Nothing waits for what can never come.  Before a cell is queued, the engine's cluster is asked whether one node
+can give a cell what it asks for (:meth:`RayEngine.check`: the live nodes of the Ray cluster;
+:meth:`SubmititEngine.check`: the partition's time limit and node shapes from ``sinfo``, or this machine for
+submitit's local executor), and a request none can meet is refused in one line naming the request and what
+exists.  Connecting is bounded (``--connect-timeout``): a Ray address is probed with a plain TCP connection, then
+by a throw-away driver in a subprocess, before this process connects; Ray's own messages go to a log file.  A
+local Ray this driver starts is recorded (``_executor/ray/driver-PID.json``); one whose driver was killed is
+stopped by the next run (:func:`reap_orphans`).
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import json
+import logging
+import math
 import os
 import pickle
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 import traceback
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -65,6 +79,9 @@ class ExecutorOptions:
     ray_address: Optional[str] = None       # None: a Ray started for this run on this machine
     ray_num_cpus: Optional[int] = None      # CPUs of that local Ray (None: Ray counts them)
     poll_s: float = 2.0
+    connect_timeout_s: float = 30.0         # the Ray cluster (or Slurm's sinfo) must answer within this
+    stall_after_s: float = 300.0            # cells queued and none running this long: say what the queue waits for
+    check_resources: bool = True            # refuse a request no node can meet (off: an autoscaler adds such nodes)
 
     def check(self) -> "ExecutorOptions":
         if self.engine not in ENGINES:
@@ -74,13 +91,20 @@ class ExecutorOptions:
             if v is not None and v < (0 if name == "gpus_per_cell" else 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least "
                                   f"{0 if name == 'gpus_per_cell' else 1}, not {v}")
+        if self.gpus_per_cell is not None and not math.isfinite(self.gpus_per_cell):
+            raise ConfigError(f"--gpus-per-cell must be a finite number, not {self.gpus_per_cell}")
         if self.retries < 0:
             raise ConfigError(f"--retries must be >= 0, not {self.retries}")
-        if self.engine == "local" and (self.workers is not None or self.gpus_per_cell is not None
-                                       or self.cpus_per_cell is not None):
-            raise ConfigError("--workers, --gpus-per-cell and --cpus-per-cell are options of --executor submitit "
-                              "or ray (the local executor runs one cell at a time; torchrun splits one cell over "
-                              "GPUs)")
+        if isinstance(self.slurm_time_min, bool) or not isinstance(self.slurm_time_min, int) or self.slurm_time_min < 1:
+            raise ConfigError(f"--slurm-time must be a whole number of minutes >= 1, not {self.slurm_time_min}")
+        for flag, v in (("--connect-timeout", self.connect_timeout_s), ("--stall-after", self.stall_after_s),
+                        ("poll_s", self.poll_s)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{flag} must be a number of seconds > 0, not {v}")
+        if self.engine == "local" and (self.gpus_per_cell is not None or self.cpus_per_cell is not None):
+            raise ConfigError("--gpus-per-cell and --cpus-per-cell are options of --executor submitit or ray (the "
+                              "local executor runs --workers cells at once on this machine, their threads split "
+                              "between them; torchrun splits one cell over GPUs)")
         if self.engine != "ray" and (self.ray_address or self.ray_num_cpus):
             raise ConfigError("--ray-address is an option of --executor ray")
         if self.gpus_per_cell is not None and self.gpus_per_cell > 1 and self.gpus_per_cell != int(self.gpus_per_cell):
@@ -206,7 +230,7 @@ def run_task(task: CellTask) -> Dict[str, Any]:
             fcntl.flock(fd, fcntl.LOCK_EX)          # a worker of this cell still alive: wait for it
             if read_result(run_dir, task.cell_key) is not None:
                 return {"status": "done", "reused": True}
-            resume = task.resume or _record_attempt(run_dir, task)
+            resume = _record_attempt(run_dir, task) or task.resume    # every start recorded, --resume or not
             if task.gpus > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
                 return _torchrun(task, resume)        # gpus > 1 is whole GPUs (ExecutorOptions.check)
             return _execute(task, resume)
@@ -349,7 +373,7 @@ class SubmititEngine:
 
     def __init__(self, opts: ExecutorOptions, folder: Path, cpus: int, gpus: float):
         submitit = import_engine("submitit")
-        self.folder = Path(folder)
+        self.opts, self.folder = opts, Path(folder)
         try:
             self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=opts.submitit_cluster)
         except RuntimeError as e:       # e.g. --submitit-cluster slurm where there is no srun
@@ -386,6 +410,28 @@ class SubmititEngine:
         job = SlurmJob(folder=str(self.folder / "%j"), job_id=str(record["job_id"]))
         return _SubmititJob(job) if job.state.split()[0] in self.ALIVE else None
 
+    def check(self, cpus: int, gpus: float, device: str) -> None:
+        """Refuse a request the partition (Slurm, asked through ``sinfo``) or this machine can never meet."""
+        if not self.opts.check_resources:
+            return
+        if self.cluster != "slurm":
+            return check_machine(cpus, gpus if device.startswith("cuda") else 0)
+        parts = slurm_partitions(self.opts.connect_timeout_s)
+        if parts is not None:           # None: no sinfo here (submitit talks to Slurm through sbatch alone)
+            check_partition(parts, self.opts.slurm_partition, self.opts.slurm_time_min, cpus, gpus)
+
+    def waiting_for(self, job_ids: List[str]) -> str:
+        if self.cluster != "slurm":
+            return "submitit's local executor to start them"
+        try:
+            out = _ask(["squeue", "--noheader", "--jobs", ",".join(job_ids), "--format=%T|%r"],
+                       self.opts.connect_timeout_s)
+        except ConfigError as e:
+            return f"Slurm ({e})"
+        states = Counter(tuple(line.split("|", 1)) for line in (out or "").splitlines() if "|" in line)
+        return "Slurm: " + ("; ".join(f"{n} job(s) {state.lower()} (reason: {reason})"
+                                      for (state, reason), n in states.items()) or "its queue to start them")
+
     def close(self) -> None:
         pass
 
@@ -413,22 +459,80 @@ def _ray_run_task(task: CellTask) -> Dict[str, Any]:
 
 
 class RayEngine:
-    """One Ray task per cell with ``num_cpus`` = the cell's threads and ``num_gpus`` = its GPUs; Ray packs them."""
+    """One Ray task per cell with ``num_cpus`` = the cell's threads and ``num_gpus`` = its GPUs; Ray packs them.
+
+    ``folder`` keeps ``ray.log`` (Ray's own messages) and the record of a local Ray this driver started."""
 
     name = "ray"
 
-    def __init__(self, opts: ExecutorOptions, cpus: int, gpus: float):
+    def __init__(self, opts: ExecutorOptions, cpus: int, gpus: float, folder: Optional[Path] = None):
         ray = import_engine("ray")
+        self.opts, self.cpus, self.gpus = opts, cpus, gpus
+        self.folder = Path(folder) if folder is not None else Path("_executor") / "ray"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.log, self.record = self.folder / "ray.log", None
+        self.address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
+        self.where = f"at {self.address}" if self.address else "started on this machine"
         self.started = not ray.is_initialized()
+        if self.started and not self.address and opts.check_resources:
+            self._check_here(cpus, gpus)       # the Ray it would start has this machine's CPUs and GPUs
         if self.started:
-            kw: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if opts.ray_address:
-                kw["address"] = opts.ray_address
-            elif opts.ray_num_cpus:
-                kw["num_cpus"] = opts.ray_num_cpus
-            ray.init(**kw)
+            self._init(ray)
         self.remote = ray.remote(_ray_run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
         self.throttle = opts.workers
+
+    def _init(self, ray) -> None:
+        kw: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        _route_ray_logging(self.log)
+        if self.address:
+            probe_ray(self.address, self.opts.connect_timeout_s, self.log)
+            kw["address"] = self.address
+        elif self.opts.ray_num_cpus:
+            kw["num_cpus"] = self.opts.ray_num_cpus
+        try:
+            with _stderr_to(self.log):
+                ray.init(**kw)
+        except Exception as e:  # noqa: BLE001  whatever Ray raises here is about the cluster, not about our code
+            self.started = False
+            with _stderr_to(self.log), contextlib.suppress(Exception):
+                ray.shutdown()                # what it started before it failed
+            raise ConfigError(f"--executor ray: no Ray cluster {self.where} ({_first_line(e)}); Ray's messages: "
+                              f"{self.log}") from None
+        finally:
+            _route_ray_logging(self.log)      # ray.init may have added its own terminal handler
+        if not self.address:
+            self.record = _record_local_ray(self.folder)
+
+    def _check_here(self, cpus: int, gpus: float) -> None:
+        try:
+            from ray._private.utils import get_num_cpus
+            have = self.opts.ray_num_cpus or get_num_cpus()
+        except ImportError:
+            have = self.opts.ray_num_cpus or os.cpu_count() or 1
+        n_gpus = 0
+        if gpus:
+            import torch
+            n_gpus = torch.cuda.device_count()
+        check_nodes([(have, n_gpus)], cpus, gpus, "the Ray this run would start on this machine",
+                    "lower --cpus-per-cell (or train.threads) or --gpus-per-cell, or pass --ray-address of a cluster "
+                    "with such a node")
+
+    def check(self, cpus: int, gpus: float, device: str) -> None:
+        """Refuse a request that no live node of the cluster can give (it would wait forever)."""
+        if self.opts.check_resources:
+            import ray
+            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+            check_nodes([(r.get("CPU", 0), r.get("GPU", 0)) for r in nodes], cpus, gpus,
+                        f"the Ray cluster {self.where}", "lower --cpus-per-cell (or train.threads) or "
+                        "--gpus-per-cell, or use a cluster with such a node (--no-resource-check when an autoscaler "
+                        "adds one on demand)")
+
+    def waiting_for(self, job_ids: List[str]) -> str:
+        import ray
+        free, total = ray.available_resources(), ray.cluster_resources()
+        return (f"Ray, whose cluster has {free.get('CPU', 0):g} of {total.get('CPU', 0):g} CPU(s) and "
+                f"{free.get('GPU', 0):g} of {total.get('GPU', 0):g} GPU(s) free (each cell needs {self.cpus} CPU(s) "
+                f"and {self.gpus:g} GPU(s); other jobs may hold the rest)")
 
     def submit(self, tasks: List[CellTask]) -> List[Job]:
         return [_RayJob(self.remote.remote(t), t.log or "") for t in tasks]
@@ -437,9 +541,263 @@ class RayEngine:
         return None      # a driver's tasks end with it; a live worker is found by its lock (AttachedJob)
 
     def close(self) -> None:
+        """Disconnect, and stop the Ray this driver started (on error as on success)."""
         if self.started:
             import ray
-            ray.shutdown()
+            with _stderr_to(self.log):
+                ray.shutdown()
+            self.started = False
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+
+
+# ---- what the cluster can give: asked before anything is queued -------------------------------------------
+def check_nodes(shapes: List[tuple], cpus: float, gpus: float, where: str, fix: str) -> None:
+    """Refuse ``cpus`` CPUs and ``gpus`` GPUs on one node when no node shape ``(CPUs, GPUs)`` has both."""
+    if any(c >= cpus and g >= gpus for c, g in shapes):
+        return
+    have = ", ".join(f"{n} x {c:g} CPU/{g:g} GPU" for (c, g), n in Counter(shapes).items()) or "no live node"
+    raise ConfigError(f"each cell asks for {cpus:g} CPU(s) and {gpus:g} GPU(s) on one node, which {where} cannot "
+                      f"give (nodes: {have}); {fix}")
+
+
+def check_machine(cpus: int, gpus: float) -> None:
+    """This machine (submitit's local executor): its CPUs, and its CUDA devices for GPU cells."""
+    n_gpus = 0
+    if gpus:
+        import torch
+        n_gpus = torch.cuda.device_count()
+    check_nodes([(_cpus(), n_gpus)], cpus, gpus, "this machine", "lower --cpus-per-cell (or train.threads) or "
+                "--gpus-per-cell")
+
+
+def _bounded(cmd: List[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """``subprocess.run`` whose time-out stops the command's whole process group (a shell's children too)."""
+    proc = subprocess.Popen(cmd, start_new_session=True, text=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _ask(cmd: List[str], timeout: float) -> Optional[str]:
+    """The output of a cluster's command line tool; None where it is not installed."""
+    try:
+        proc = _bounded(cmd, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        return None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"`{' '.join(cmd[:2])}` did not answer within {timeout:g} s (is the Slurm controller up? "
+                          f"--connect-timeout S waits longer)") from None
+    if proc.returncode != 0:
+        raise ConfigError(f"`{' '.join(cmd)}` failed: {_first_line(proc.stderr) or f'exit code {proc.returncode}'}")
+    return proc.stdout
+
+
+def slurm_minutes(text: str) -> Optional[float]:
+    """A Slurm time limit (``infinite``, ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``) in minutes;
+    None when unlimited or unreadable."""
+    days, dash, rest = text.strip().partition("-")
+    if not dash:
+        days, rest = "0", text.strip()
+    try:
+        f = [int(x) for x in rest.split(":")]
+        n_days = int(days)
+    except ValueError:
+        return None
+    if dash and len(f) <= 3:
+        h, m, sec = (f + [0, 0])[:3]              # D-H, D-H:M, D-H:M:S
+    elif not dash and len(f) <= 3:
+        h, m, sec = [(0, f[0], 0), (0, *f), tuple(f)][len(f) - 1]     # M, M:S, H:M:S
+    else:
+        return None
+    return n_days * 1440 + h * 60 + m + sec / 60
+
+
+def gres_gpus(text: str) -> int:
+    """GPUs per node of a ``sinfo`` GRES field: ``gpu:4``, ``gpu:a100:4(S:0-1)``, ``gpu:a:2,gpu:b:2``, ``(null)``."""
+    n = 0
+    for item in re.sub(r"\([^)]*\)", "", text).split(","):
+        f = item.strip().split(":")
+        if f[0] == "gpu":
+            n += int(f[-1]) if len(f) > 1 and f[-1].isdigit() else 1
+    return n
+
+
+def slurm_partitions(timeout: float) -> Optional[Dict[str, dict]]:
+    """{partition: {"default", "limit", "minutes", "nodes": [(CPUs, GPUs), ...]}} from ``sinfo``; None without it."""
+    out = _ask(["sinfo", "--noheader", "--format=%P|%l|%c|%G"], timeout)
+    if out is None:
+        return None
+    parts: Dict[str, dict] = {}
+    for line in out.splitlines():
+        f = line.strip().split("|")
+        if len(f) != 4:
+            continue
+        name, limit, cpus, gres = f
+        part = parts.setdefault(name.rstrip("*"), {"default": name.endswith("*"), "limit": limit,
+                                                   "minutes": slurm_minutes(limit), "nodes": []})
+        m = re.match(r"\d+", cpus)
+        part["nodes"].append((int(m.group()) if m else 0, gres_gpus(gres)))
+    return parts
+
+
+def check_partition(parts: Dict[str, dict], partition: Optional[str], minutes: int, cpus: int, gpus: float) -> None:
+    """The partition exists, its time limit allows ``--slurm-time``, and one of its nodes has the cell's CPUs and
+    GPUs."""
+    names = ", ".join(parts) or "none"
+    name = partition or next((n for n, p in parts.items() if p["default"]), None)
+    if name is None:
+        raise ConfigError(f"Slurm has no default partition: pass --slurm-partition (partitions: {names})")
+    if name not in parts:
+        raise ConfigError(f"--slurm-partition {name}: Slurm has no such partition (partitions: {names})")
+    p = parts[name]
+    if p["minutes"] is not None and minutes > p["minutes"]:
+        raise ConfigError(f"--slurm-time {minutes} (minutes) is longer than the time limit of partition {name} "
+                          f"({p['limit']}); lower it (a cell that reaches it is requeued and continues from its "
+                          f"checkpoint)")
+    check_nodes(p["nodes"], cpus, gpus, f"Slurm partition {name}", "lower --cpus-per-cell (or train.threads) or "
+                "--gpus-per-cell, or pass another --slurm-partition")
+
+
+# ---- connecting to Ray, its messages, and the processes of a local Ray ------------------------------------
+def probe_ray(address: str, timeout: float, log: Path) -> None:
+    """Fail in one line within about ``timeout`` seconds when no Ray cluster answers at ``address`` (Ray itself
+    retries a dead address for many minutes): a TCP connection first, then a throw-away driver in a subprocess."""
+    hostport = re.sub(r"^\w+://", "", address)
+    host, _, port = hostport.rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+        except OSError as e:
+            raise ConfigError(f"--ray-address {address}: nothing answers there ({e.strerror or e}); start a cluster "
+                              f"(ray start --head) or fix the address") from None
+    code = f"import ray; ray.init(address={address!r}, log_to_driver=False); ray.shutdown()"
+    with open(log, "a") as out:
+        try:
+            proc = _bounded([sys.executable, "-c", code], timeout, stdout=out, stderr=out)
+        except subprocess.TimeoutExpired:
+            raise ConfigError(f"--ray-address {address}: no Ray cluster answered within {timeout:g} s "
+                              f"(--connect-timeout S waits longer); Ray's messages: {log}") from None
+    if proc.returncode != 0:
+        raise ConfigError(f"--ray-address {address}: cannot connect to a Ray cluster there; Ray's messages: {log}")
+
+
+@contextlib.contextmanager
+def _stderr_to(log: Path):
+    """Ray's own messages (its C++ core and Python both write to file descriptor 2) into ``log`` meanwhile."""
+    sys.stderr.flush()
+    saved, fd = os.dup(2), os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
+def _route_ray_logging(log: Path) -> None:
+    """Ray's Python loggers write into ``log`` instead of the terminal."""
+    logger = logging.getLogger("ray")
+    for h in list(logger.handlers):
+        if getattr(h, "avade_log", False) or type(h).__name__ in ("PlainRayHandler", "StreamHandler"):
+            logger.removeHandler(h)
+    handler = logging.FileHandler(log)
+    handler.avade_log = True
+    logger.addHandler(handler)
+
+
+def _first_line(e: Any) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _stat(pid: int) -> List[str]:
+    """The fields of ``/proc/PID/stat`` after the command name ([0] state, [19] start time); [] when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def _running(pid: int, start: Optional[str] = None) -> bool:
+    """Whether process ``pid`` runs (a zombie does not), and is the one that started at ``start`` when given."""
+    f = _stat(pid)
+    return len(f) > 19 and f[0] != "Z" and (start is None or f[19] == start)
+
+
+def _record_local_ray(folder: Path) -> Optional[Path]:
+    """Write ``driver-PID.json`` naming the session of the local Ray this driver started (for :func:`reap_orphans`)."""
+    try:
+        from ray._private import worker as ray_worker
+        session = ray_worker._global_node.get_session_dir_path()
+    except (ImportError, AttributeError):
+        return None
+    path = folder / f"driver-{os.getpid()}.json"
+    start = (_stat(os.getpid()) or [None] * 20)[19]
+    atomic_write(path, json.dumps({"pid": os.getpid(), "start": start, "host": socket.gethostname(),
+                                   "session_dir": session}))
+    return path
+
+
+def session_processes(session_dir: str) -> List[int]:
+    """Live processes of a Ray session: its path on their command line or among their open files (Ray's agents
+    rename themselves, ``ray::DashboardAgent``, but keep their logs open)."""
+    if "session_" not in session_dir:
+        return []
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) == os.getpid():
+            continue
+        try:
+            if not _running(int(proc.name)):
+                continue
+            if session_dir in proc.joinpath("cmdline").read_text(errors="replace") or any(
+                    os.readlink(fd).startswith(session_dir) for fd in proc.joinpath("fd").iterdir()):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _stop(pids: List[int], grace_s: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL what still runs after ``grace_s`` seconds (Ray's agents ignore SIGTERM)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        end = time.monotonic() + grace_s
+        while sig == signal.SIGTERM and time.monotonic() < end and any(map(_running, pids)):
+            time.sleep(0.1)
+        pids = [p for p in pids if _running(p)]
+
+
+def reap_orphans(out_dir: Path) -> List[str]:
+    """Stop the processes of each local Ray whose driver died without stopping it (SIGKILL): one note per driver."""
+    notes: List[str] = []
+    if not Path("/proc/self/stat").exists():       # not Linux: nothing to tell processes apart by
+        return notes
+    for path in (Path(out_dir) / "_executor" / "ray").glob("driver-*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("host") != socket.gethostname() or _running(int(rec.get("pid", 0)), rec.get("start")):
+            continue
+        pids = session_processes(str(rec.get("session_dir", "")))
+        _stop(pids)
+        path.unlink(missing_ok=True)
+        if pids:
+            notes.append(f"stopped {len(pids)} process(es) of the local Ray of driver {rec.get('pid')}, which was "
+                         f"killed before it could stop them")
+    return notes
 
 
 def _cpus() -> int:
@@ -447,11 +805,111 @@ def _cpus() -> int:
     return available_cpus()
 
 
+# ---- the local engines: a process pool (--workers N), or a thread of the driver (a study's single worker) --------
+def local_threads(opts: Optional[ExecutorOptions], overrides: List[Any]) -> List[Any]:
+    """``overrides`` with ``train.threads`` = this machine's CPUs // N for ``--executor local --workers N`` (N > 1),
+    unless they set it: the workers split the cores instead of each taking all of them (the thread count is part
+    of a CPU cell's configuration, so such cells are their own configurations)."""
+    from .config import Override, as_overrides
+    overrides = as_overrides(overrides)
+    if opts is None or opts.engine != "local" or (opts.workers or 1) <= 1 or \
+            any(o.key == "train.threads" for o in overrides):
+        return overrides
+    return overrides + [Override.of("train.threads", max(1, _cpus() // opts.workers))]
+
+
+class _FutureJob(Job):
+    def __init__(self, future, n: int, log: str, where: str):
+        self.future, self.id, self.log = future, f"{where}-{n}", log
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def outcome(self) -> Dict[str, Any]:
+        from concurrent.futures.process import BrokenProcessPool
+        try:
+            return self.future.result()
+        except BrokenProcessPool as e:
+            raise WorkerLost(f"a worker process of the local pool died ({_first_line(e)})") from None
+
+
+class LocalPoolEngine:
+    """``--executor local --workers N``: N worker processes of this machine (``concurrent.futures`` over a
+    forkserver, whose workers start from a clean interpreter with torch imported once, never from a fork of a
+    driver whose OpenMP threads are running).  A pool that broke (a worker killed) is replaced at the next
+    submission; its cells are retried like those of any lost worker.  ``workers=1``, or for a tuning study without
+    ``--workers``: one thread of the driver instead (the cell runs in this process, as the local executor's cells
+    always did; the driver keeps polling meanwhile)."""
+
+    name = "local"
+    cluster = ""
+    PRELOAD = ["torch", "protocols.api"]
+
+    def __init__(self, opts: ExecutorOptions):
+        self.workers = max(1, opts.workers or 1)
+        self.throttle = self.workers
+        self._pool, self._n, self._futures = None, 0, []
+
+    def _submit(self, task: CellTask):
+        if self.workers == 1:           # a daemon thread: it ends with the driver (Ctrl-C), as an in-process cell
+            import concurrent.futures as cf
+            import threading
+            future: cf.Future = cf.Future()
+
+            def body():
+                try:
+                    future.set_result(run_task(task))
+                except BaseException as e:  # noqa: BLE001  the job's outcome reports it
+                    future.set_exception(e)
+            threading.Thread(target=body, name=f"avade-cell-{self._n}", daemon=True).start()
+            return future
+        if self._pool is None or getattr(self._pool, "_broken", False):
+            import concurrent.futures as cf
+            import multiprocessing as mp
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(self.PRELOAD)
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return self._pool.submit(run_task, task)
+
+    def submit(self, tasks: List[CellTask]) -> List[Job]:
+        jobs = []
+        for t in tasks:
+            self._n += 1
+            if self.workers == 1:
+                t = replace(t, log=None)      # redirecting stdout in a thread would take the driver's with it
+            self._futures.append(self._submit(t))
+            jobs.append(_FutureJob(self._futures[-1], self._n, t.log or "",
+                                   "thread" if self.workers == 1 else "process"))
+        return jobs
+
+    def reattach(self, record: Dict[str, Any]) -> Optional[Job]:
+        return None      # a live worker of an earlier driver is found by its lock (AttachedJob)
+
+    def check(self, cpus: int, gpus: float, device: str) -> None:
+        pass
+
+    def waiting_for(self, job_ids: List[str]) -> str:
+        return f"a free worker of the local pool ({self.workers})"
+
+    def close(self) -> None:
+        """After a normal end nothing runs; on an error (Ctrl-C) the worker processes are stopped (a thread ends
+        with the driver)."""
+        running = any(not f.done() for f in self._futures)
+        if self._pool is not None:
+            procs = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=not running, cancel_futures=True)
+            for proc in procs if running else []:
+                proc.terminate()
+        self._pool, self._futures = None, []
+
+
 def make_engine(opts: ExecutorOptions, out_dir: Path, cpus: int, gpus: float):
+    if opts.engine == "local":
+        return LocalPoolEngine(opts)
     if opts.engine == "submitit":
         return SubmititEngine(opts, Path(out_dir) / "_executor" / "submitit", cpus, gpus)
     if opts.engine == "ray":
-        return RayEngine(opts, cpus, gpus)
+        return RayEngine(opts, cpus, gpus, Path(out_dir) / "_executor" / "ray")
     raise ConfigError(f"no engine for executor {opts.engine!r}")
 
 

@@ -1,6 +1,6 @@
 """One cell of a protocol: its identity, training with the one trainer, sampling, store rows.
 
-Data flow (DESIGN.md): dataset -> trainer -> checkpoint -> evaluator (samples -> features once -> every
+Data flow (docs/design.md): dataset -> trainer -> checkpoint -> evaluator (samples -> features once -> every
 metric) -> results store.  Rank 0 writes; under torchrun, training is data-parallel and sampling /
 held-out BPD are sharded over ranks.
 
@@ -58,10 +58,17 @@ def file_sha256(path: str) -> str:
 
 def extractor_identity(ctx: Context, p: Protocol, cfg: RunConfig) -> Dict[str, Any]:
     """What determines the features behind the cell's sample metrics (known before training): the Inception
-    file's content, or the domain / Table 8 classifier's data, recipe and thread count."""
+    file's content, or the domain / self-supervised / Table 8 network's data, recipe and thread count; plus the
+    content of any DINOv2 / CLIP file whose space the cell also measures (``eval.dinov2_weights`` /
+    ``eval.clip_weights``)."""
+    return {**_primary_identity(ctx, p, cfg), **_pretrained_identity(cfg)}
+
+
+def _primary_identity(ctx: Context, p: Protocol, cfg: RunConfig) -> Dict[str, Any]:
     from metrics.features import Recipe
     from metrics.gan_train_test import GAN_RECIPE
-    name = p.extractor or cfg.eval.extractor
+    from .evaluate import extractor_name
+    name = p.extractor or extractor_name(ctx, cfg)
     if name == "inception":
         from metrics.features.inception import resolve_weights
         return {"extractor": "inception", "weights_sha256": file_sha256(resolve_weights(
@@ -72,6 +79,16 @@ def extractor_identity(ctx: Context, p: Protocol, cfg: RunConfig) -> Dict[str, A
     if name == "classifier":
         ident["seeds"] = cfg.eval.gan_seeds
     return ident
+
+
+def _pretrained_identity(cfg: RunConfig) -> Dict[str, Any]:
+    """{} unless a DINOv2 / CLIP file is named (so that every existing cell keeps its identity)."""
+    from metrics.features import weights as W
+    out = {}
+    for kind, path in (("dinov2", cfg.eval.dinov2_weights), ("clip", cfg.eval.clip_weights)):
+        if path:
+            out[f"{kind}_sha256"] = file_sha256(W.resolve(kind, path))
+    return out
 
 
 @dataclass

@@ -55,6 +55,9 @@ def plan(protocol: str, models: Optional[Sequence[str]] = None, seeds: Sequence[
     p = PROTOCOLS.get(protocol)
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; valid budgets: {', '.join(BUDGETS)}")
+    if not p.models:
+        raise ConfigError(f"protocol {p.name} holds the trials of tuning studies; run a study with --tune N and the "
+                          f"protocol whose models it tunes (e.g. --protocol ablation --tune 12)")
     names = model_names(p, models) + ([FLOOR] if p.floor else [])
     over = _scoped(p, names, as_overrides(overrides))
     cfgs = [resolve_cell(p, m, s, dataset=dataset, budget=budget, overrides=over, world=world, recipe=recipe)
@@ -104,6 +107,9 @@ def preflight_extractors(p: Protocol, cfgs: List[RunConfig]) -> None:
         return
     for weights in sorted({c.eval.inception_weights for c in cfgs if c.eval.extractor == "inception"}):
         metrics.load_extractor("inception", levels=256, inception_weights=weights or None)
+    for kind in ("dinov2", "clip"):                   # the extra feature spaces (issue 36): a missing file fails now
+        for weights in sorted({getattr(c.eval, f"{kind}_weights") for c in cfgs} - {""}):
+            metrics.load_extractor(kind, levels=256, weights=weights)
 
 
 def preflight_data(p: Protocol, ds, cfgs: List[RunConfig]) -> None:
@@ -115,9 +121,7 @@ def preflight_data(p: Protocol, ds, cfgs: List[RunConfig]) -> None:
                               f"{'is' if len(plain) == 1 else 'are'} not (models: {', '.join(p.models)})")
     if p.needs_labels and ds.train_y is None:
         raise ConfigError(f"protocol {p.name} needs class labels, and dataset {ds.name} has no labels")
-    if p.extractor is None and ds.train_y is None and any(c.eval.extractor == "domain" for c in cfgs):
-        raise ConfigError(f"the domain extractor is a classifier and {ds.name} has no labels: use "
-                          f"--set eval.extractor=inception with --inception-weights FILE")
+    # data without labels: the domain extractor is the self-supervised one (protocols/evaluate.py extractor_name)
     for c in cfgs:
         if c.train.batch_size * c.world > len(ds.train_x):
             raise ConfigError(f"{c.model}: train.batch_size={c.train.batch_size} x {c.world} process(es) exceeds "

@@ -6,9 +6,15 @@ driver stopped after the worker finished); otherwise run it, here (``local``) or
 commit its rows together with the run's 'done' mark.  The driver is the only process that writes the store;
 a remote worker writes ``result.json`` and the driver ingests it.  Cells another driver is training are
 waited for at the end (and skipped if it stored them).
+
+What a killed driver left is tidied first (:func:`tidy`): its runs still marked 'running' become 'interrupted',
+the claims of dead processes are removed, the processes of a local Ray it started are stopped.  A remote run asks
+its engine whether the cluster can give each cell what it asks for before a run is marked or a cell queued, and
+says what the queue waits for when cells stay queued with none running for ``--stall-after`` seconds.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -33,11 +39,13 @@ class CellOutcome:
     error: str = ""
 
 
-def expected_metrics(p: Protocol, model: str) -> tuple:
-    """The metric keys that complete a cell (the floor row has no likelihood and no sampling cost)."""
+def expected_metrics(p: Protocol, model: str, extractor: str = "") -> tuple:
+    """The metric keys that complete a cell (the floor row has no likelihood and no sampling cost; the
+    self-supervised extractor of unlabelled data has no logits, hence no IS)."""
     from metrics import keys as K
     model_only = (K.BPD, K.BPD_CONTENT, K.BPD_IW, K.SAMPLES_PER_S, K.SPEED_VS_GAN, K.NFE)
-    return tuple(m for m in p.metrics if not (model == FLOOR and m in model_only))
+    no_logits = (K.IS, K.IS_STD) if extractor == "selfsup" else ()
+    return tuple(m for m in p.metrics if not (model == FLOOR and m in model_only) and m not in no_logits)
 
 
 def execute(ctx: Context, cell: Cell) -> CellOutput:
@@ -49,10 +57,15 @@ def execute(ctx: Context, cell: Cell) -> CellOutput:
 
 
 def run_cells(p: Protocol, ctx: Context, cells: List[Cell], *, fresh: bool, debug: bool,
-              executor: Optional[X.ExecutorOptions] = None, task_args: Optional[Dict[str, Any]] = None
-              ) -> List[CellOutcome]:
-    if executor is not None and executor.engine != "local":
-        return _Remote(p, ctx, cells, executor, task_args or {}, fresh=fresh).run()
+              executor: Optional[X.ExecutorOptions] = None, task_args: Optional[Dict[str, Any]] = None,
+              feed: Optional["Feed"] = None) -> List[CellOutcome]:
+    """Run ``cells`` (and those ``feed`` gives while they run): here, one after another, or through an engine
+    (submitit, Ray, or the local pool of ``--workers N``); a feed always runs through an engine (the local one: a
+    thread of this process without --workers), so that the driver can poll it while cells train."""
+    tidy(ctx)
+    pooled = executor is not None and executor.engine == "local" and (executor.workers or 1) > 1
+    if feed is not None or pooled or (executor is not None and executor.engine != "local"):
+        return _Remote(p, ctx, cells, executor or X.ExecutorOptions(), task_args or {}, fresh=fresh, feed=feed).run()
     outcomes: Dict[int, CellOutcome] = {}
     deferred = []
     for i, cell in enumerate(cells):
@@ -66,6 +79,18 @@ def run_cells(p: Protocol, ctx: Context, cells: List[Cell], *, fresh: bool, debu
     return [outcomes[i] for i in range(len(cells))]
 
 
+def tidy(ctx: Context) -> None:
+    """Mark what a driver that was killed left behind (rank 0; see the module docstring)."""
+    if not D.is_main() or ctx.store is None:
+        return
+    done = ctx.store.mark_interrupted()
+    if done["runs"] or done["claims"]:
+        ctx.log(f"marked {done['runs']} run(s) left 'running' by a driver that stopped as 'interrupted' and removed "
+                f"{done['claims']} claim(s) of processes that are gone (rerun their command to continue them)")
+    for note in X.reap_orphans(ctx.out_dir):
+        ctx.log(note)
+
+
 def _tag(p: Protocol, cell: Cell) -> str:
     return f"[{p.name}] {cell.model} seed {cell.seed}"
 
@@ -75,7 +100,8 @@ def _claim(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, wait: bool):
     tag = _tag(p, cell)
     if not D.is_main():
         return None, "train"
-    if not fresh and ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)):
+    want = expected_metrics(p, cell.model, cell.extractor.get("extractor", ""))
+    if not fresh and ctx.store.has_cell(cell.cell_key, want):
         return None, "stored"
     claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=False)
     if claim is None and not wait:
@@ -88,7 +114,7 @@ def _claim(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, wait: bool):
         ctx.log(f"{tag}: waiting for process {holder.get('pid', '?')} on {holder.get('host', '?')}, which "
                 f"is training this cell (Ctrl-C stops waiting; finished cells are stored)")
         claim = ctx.store.claim_cell(cell.cell_key, cell.run_id, wait=True)
-    if ctx.store.has_cell(cell.cell_key, expected_metrics(p, cell.model)) and (wait or not fresh):
+    if ctx.store.has_cell(cell.cell_key, want) and (wait or not fresh):
         claim.release()
         return None, "stored"
     return claim, "train"
@@ -113,7 +139,12 @@ def _start(ctx: Context, cell: Cell) -> Path:
 
 def _commit(ctx: Context, cell: Cell, output: CellOutput) -> CellOutcome:
     if D.is_main():
-        ctx.store.commit_cell(cell.run_id, output.measurements, output.checkpoint)
+        try:
+            ctx.store.commit_cell(cell.run_id, output.measurements, output.checkpoint)
+        except BaseException:          # e.g. a full disk: the rows wait in the run directory's result.json
+            with contextlib.suppress(Exception):
+                _mark_failed(ctx, cell, "interrupted")
+            raise
     return CellOutcome(cell.model, cell.seed, "done",
                        {m.metric: m.value for m in output.measurements if m.snapshot == 0})
 
@@ -151,7 +182,10 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
         _start(ctx, cell)
         try:
             output = execute(ctx, cell)
-        except (ConfigError, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            _mark_failed(ctx, cell, "interrupted")
+            raise
+        except ConfigError:
             _mark_failed(ctx, cell)
             raise
         except Exception as e:  # noqa: BLE001  one failed cell never loses the finished ones
@@ -167,12 +201,27 @@ def _try_cell(p: Protocol, ctx: Context, cell: Cell, *, fresh: bool, debug: bool
             claim.release()
 
 
-def _mark_failed(ctx: Context, cell: Cell) -> None:
+def _mark_failed(ctx: Context, cell: Cell, status: str = "failed") -> None:
     if D.is_main():
-        ctx.store.finish_run(cell.run_id, status="failed")
+        ctx.store.finish_run(cell.run_id, status=status)
 
 
 # ---- remote engines ------------------------------------------------------------------------------------------
+class Feed:
+    """Cells that come while others run (a tuning study's trials): ``poll`` is called at every round of the driver's
+    loop with the cells queued or running and returns new cells to run; ``finished`` is told each cell's outcome;
+    ``pending`` says whether more may come."""
+
+    def poll(self, active: List[Cell]) -> List[Cell]:
+        return []
+
+    def finished(self, cell: Cell, outcome: CellOutcome) -> None:
+        pass
+
+    def pending(self) -> bool:
+        return False
+
+
 @dataclass
 class _Slot:
     index: int
@@ -184,21 +233,25 @@ class _Slot:
     state: str = "queued"            # queued (not submitted, or no worker started yet) | running | done | failed
     starts_before: int = 0           # worker starts of this task's token before the current submission
     record: Dict[str, Any] = field(default_factory=dict)   # job.json of an earlier driver (re-attach)
+    started: bool = False            # its run is marked 'running' in the store (once the engine can run it)
 
 
 class _Remote:
     """The driver's loop for submitit and Ray: submit, poll, ingest, retry dead workers, re-attach live ones."""
 
     def __init__(self, p: Protocol, ctx: Context, cells: List[Cell], opts: X.ExecutorOptions,
-                 task_args: Dict[str, Any], *, fresh: bool):
+                 task_args: Dict[str, Any], *, fresh: bool, feed: Optional[Feed] = None):
         if D.world_size() > 1:
             raise ConfigError(f"--executor {opts.engine} starts its own workers: run the driver without torchrun "
                               f"(--gpus-per-cell N gives each cell N GPUs)")
         self.p, self.ctx, self.cells, self.opts, self.fresh = p, ctx, cells, opts, fresh
-        self.task_args = task_args
+        self.task_args, self.feed, self.fed, self._driving = task_args, feed, [], False
+        self.cells = list(cells)
         self.outcomes: Dict[int, CellOutcome] = {}
         self.slots: List[_Slot] = []
         self._last_status = ""
+        self._counts: Dict[str, int] = {}
+        self._changed = time.monotonic()      # when the status line last changed
 
     def run(self) -> List[CellOutcome]:
         deferred = []
@@ -206,12 +259,19 @@ class _Remote:
             for i, cell in enumerate(self.cells):
                 if not self._prepare(i, cell, wait=False):
                     deferred.append(i)
+            self._feed()
             if self._pending():
                 self._drive()
             for i in deferred:         # cells another driver was handling: wait for it, then run what is left
                 self._prepare(i, self.cells[i], wait=True)
             if self._pending():
                 self._drive()
+        except BaseException:          # the driver stops (Ctrl-C, an error): its unfinished runs say so
+            for s in self.slots:
+                if s.started and s.state in ("queued", "running"):
+                    with contextlib.suppress(Exception):
+                        _mark_failed(self.ctx, s.cell, "interrupted")
+            raise
         finally:
             for s in self.slots:
                 if s.claim is not None:
@@ -219,7 +279,27 @@ class _Remote:
         return [self.outcomes[i] for i in range(len(self.cells))]
 
     def _pending(self) -> bool:
-        return any(s.state in ("queued", "running") for s in self.slots)
+        return any(s.state in ("queued", "running") for s in self.slots) or bool(self.fed) or \
+            (self.feed is not None and self.feed.pending())
+
+    def _feed(self) -> None:
+        """Prepare the cells the feed gives now (a cell another driver trains waits for the next round)."""
+        if self.feed is None:
+            return
+        active = [s.cell for s in self.slots if s.state in ("queued", "running")]
+        new = self.feed.poll(active)
+        self.fed += [(len(self.cells) + k, c) for k, c in enumerate(new)]
+        self.cells += new
+        waiting = []
+        for i, cell in self.fed:
+            if not self._prepare(i, cell, wait=False):
+                waiting.append((i, cell))
+            elif i in self.outcomes:            # stored already, or finished for a driver that stopped
+                self.feed.finished(cell, self.outcomes[i])
+            elif self.slots[-1].state == "running" and self._driving:     # re-attached to a live worker
+                _start(self.ctx, cell)
+                self.slots[-1].started = True
+        self.fed = waiting
 
     def _prepare(self, i: int, cell: Cell, *, wait: bool) -> bool:
         ctx = self.ctx
@@ -235,14 +315,15 @@ class _Remote:
             self.outcomes[i] = _commit(ctx, cell, earlier)
             claim.release()
             return True
-        run_dir = _start(ctx, cell).resolve()
+        run_dir = cell.run_dir(ctx.out_dir).resolve()      # marked 'running' once the engine can run it (_drive)
         record = _read_json(run_dir / X.JOB_FILE) or {}
         if X.read_failure(run_dir):   # it failed before: a new submission, from scratch unless --resume
             (run_dir / X.FAILED_FILE).unlink(missing_ok=True)
             record = {}
         gpus = self._gpus(cell)
         task = X.CellTask(self.p.name, cell.model, cell.seed, cell.cfg, cell.cell_key, str(run_dir),
-                          gpus=gpus, log=str(run_dir / "worker.log") if self.opts.engine == "ray" else None,
+                          gpus=gpus, log=str(run_dir / "worker.log") if self.opts.engine in ("ray", "local")
+                          else None,
                           **self.task_args)
         if record.get("token"):       # the same submission as before: its worker continues from the checkpoint
             task.token = record["token"]
@@ -273,14 +354,20 @@ class _Remote:
         return threads or max(1, X._cpus() // 4)
 
     def _drive(self) -> None:
-        cells = [s.cell for s in self.slots]
-        cpus = self._cpus(cells)
-        engine = X.make_engine(self.opts, self.ctx.out_dir, cpus, max(self._gpus(c) for c in cells))
-        self.ctx.log(f"[{self.p.name}] executor {self.opts.engine}"
-                     f"{' (' + engine.cluster + ')' if getattr(engine, 'cluster', '') else ''}: "
-                     f"{sum(s.state == 'queued' for s in self.slots)} cell(s) to run, "
-                     f"{cpus} CPU(s) and {max(self._gpus(c) for c in cells)} GPU(s) each")
+        cells = [s.cell for s in self.slots] or self.cells
+        cpus, gpus = self._cpus(cells), max(self._gpus(c) for c in cells)
+        engine = X.make_engine(self.opts, self.ctx.out_dir, cpus, gpus)
         try:
+            if hasattr(engine, "check"):      # a request the cluster can never meet: refused before anything waits
+                engine.check(cpus, gpus, cells[0].cfg.train.device)
+            for s in self.slots:
+                if not s.started:
+                    _start(self.ctx, s.cell)
+                    s.started = True
+            self.ctx.log(f"[{self.p.name}] executor {self.opts.engine}"
+                         f"{' (' + engine.cluster + ')' if getattr(engine, 'cluster', '') else ''}: "
+                         f"{sum(s.state == 'queued' for s in self.slots)} cell(s) to run, "
+                         f"{cpus} CPU(s) and {gpus:g} GPU(s) each")
             for s in self.slots:       # jobs an earlier driver submitted that the engine will still run
                 if s.state == "queued" and s.job is None and s.record:
                     job = engine.reattach(s.record)
@@ -289,12 +376,15 @@ class _Remote:
                         s.starts_before = _starts(Path(s.task.run_dir), s.task.token)
                         self.ctx.log(f"{_tag(self.p, s.cell)}: re-attached to job {job.id} of an earlier driver; "
                                      f"log {job.log}")
+            self._driving = True
             while self._pending():
+                self._feed()
                 self._submit(engine)
                 for s in self.slots:
                     if s.state == "running" and s.job is not None and s.job.done():
                         self._finish(s)
                 self._status()
+                self._note_stall(engine)
                 if self._pending():
                     time.sleep(self.opts.poll_s)
         except KeyboardInterrupt:
@@ -313,6 +403,10 @@ class _Remote:
             queued = queued[:max(0, limit - in_flight)]
         if not queued:
             return
+        for s in queued:               # a feed's cells come after the run's were marked
+            if not s.started:
+                _start(self.ctx, s.cell)
+                s.started = True
         jobs = engine.submit([s.task for s in queued])
         for s, job in zip(queued, jobs):
             s.job, s.state = job, "running"
@@ -350,6 +444,8 @@ class _Remote:
         if s.claim is not None:
             s.claim.release()
             s.claim = None
+        if self.feed is not None:
+            self.feed.finished(s.cell, self.outcomes[s.index])
 
     def _status(self) -> None:
         counts = {k: 0 for k in ("queued", "running", "done", "failed")}
@@ -360,9 +456,22 @@ class _Remote:
                 state = "queued"           # submitted, no worker started yet (a pending Slurm array task)
             counts[state] += 1
         line = " · ".join(f"{n} {k}" for k, n in counts.items())
+        self._counts = counts
         if line != self._last_status:
-            self._last_status = line
+            self._last_status, self._changed = line, time.monotonic()
             self.ctx.log(f"[{self.p.name}] cells: {line}")
+
+    def _note_stall(self, engine) -> None:
+        """Cells queued and none running for ``--stall-after`` seconds: say what the queue waits for (and again
+        after as long)."""
+        waited = time.monotonic() - self._changed
+        if self._counts.get("running") or not self._counts.get("queued") or waited < self.opts.stall_after_s:
+            return
+        self._changed = time.monotonic()
+        ids = [s.job.id for s in self.slots if s.job is not None and s.state == "running"]
+        what = engine.waiting_for(ids) if hasattr(engine, "waiting_for") else "the engine to start them"
+        self.ctx.log(f"[{self.p.name}] no cell has started for {waited:.0f} s ({self._counts['queued']} queued): "
+                     f"waiting for {what}")
 
 
 def _starts(run_dir: Path, token: str) -> int:

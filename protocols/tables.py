@@ -13,6 +13,8 @@ from .cells import gan_train_test_cell, sensitivity_cell, standard_cell
 from .claims import Claim, all_of, beats, between, faster, falls_with
 
 SAMPLE_METRICS = (K.BPD, K.IS, K.FID, K.KID, K.PRD_F8, K.PRD_F1_8, K.PRECISION, K.RECALL, K.DENSITY, K.COVERAGE)
+#: issue 36, in the cell's feature space: diversity, MMD (CMMD's estimator) and the memorization tests
+MODERN = (K.VENDI, K.MMD, K.AUTHPCT, K.C_T, K.FLD, K.FLD_GAP, K.BPD_GAP)
 QUALITY = (K.IS, K.FID)
 
 # ---- Table 1: ablation -----------------------------------------------------------------------------
@@ -36,14 +38,14 @@ register_protocol(Protocol(
     name="ablation", table="Table 1", seeds=3,
     description="GAN, VAE, V-ADE, AV-GDE, AV-ADE with identical generators: BPD, IS, FID (+ PRD, prdc)",
     models=("gan", "vae", "vade", "avgde", "avade"), metrics=SAMPLE_METRICS, claims=ABLATION_CLAIMS,
-    cell=standard_cell, floor=True))
+    cell=standard_cell, floor=True, extras=MODERN))
 
 # ---- Table 2: refinements --------------------------------------------------------------------------
 register_protocol(Protocol(
     name="refinements", table="Table 2",
     description="residual discriminator, IAF posterior, wide generator, two-scale f_psi",
     models=("gan", "gan-rd", "avade", "avade-rd", "avade-wg-rd", "avade-iaf-rd", "avade-s2"),
-    metrics=SAMPLE_METRICS, cell=standard_cell, floor=True,
+    metrics=SAMPLE_METRICS, cell=standard_cell, floor=True, extras=MODERN,
     claims=(
         beats("gan-rd", "gan", K.FID, cid="rd-helps-gan", text="A residual discriminator improves the GAN's FID"),
         beats("avade-rd", "avade", K.FID, cid="rd-helps-avade",
@@ -151,7 +153,7 @@ register_protocol(Protocol(
     name="datasets", table="Table 4",
     description="AV-ADE variants on another dataset (stl10, imagenet64, lsun, folder:PATH)",
     models=("avade-wg-rd", "avade-iaf-rd", "avade-s2"), metrics=(K.BPD, K.IS, K.FID), cell=standard_cell,
-    floor=True, claims=()))
+    floor=True, claims=(), extras=MODERN))
 
 # ---- beyond the paper: a diffusion model on the same three axes (coverage, quality, cost) -------------------------
 #: the VDM steps-vs-FID curve: FID at these sampler step counts as well as at the model's own (cpu: 100, paper: 1000)
@@ -162,7 +164,7 @@ register_protocol(Protocol(
     name="hybrid_vs_diffusion", table="beyond the paper", seeds=3, floor=True, steps_curve=DIFFUSION_STEPS,
     description="GAN, AV-ADE, VDM and Glow on coverage (BPD), quality (IS, FID, PRD) and sampling cost",
     models=("gan", "avade", "vdm", "glow"),
-    metrics=(K.BPD, K.IS, K.FID, K.KID, K.PRD_F8, K.PRD_F1_8, K.PRD_AUC, *COST), cell=standard_cell,
+    metrics=(K.BPD, K.IS, K.FID, K.KID, K.PRD_F8, K.PRD_F1_8, K.PRD_AUC, *COST), cell=standard_cell, extras=MODERN,
     claims=(
         all_of("vdm-best-bpd", "VDM beats AV-ADE and Glow on BPD", beats("vdm", "avade", K.BPD),
                beats("vdm", "glow", K.BPD),
@@ -176,3 +178,6 @@ register_protocol(Protocol(
                    text="VDM's FID falls as its sampler takes more steps",
                    source="Ho et al. 2020 / Nichol & Dhariwal 2021: sample quality improves with sampling steps"),
     )))
+
+# ---- the trials of tuning studies (--tune N): their own protocol, measured on the validation split ---------------------
+from . import trials  # noqa: F401,E402  (registers the "tune" protocol)

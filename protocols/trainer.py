@@ -113,7 +113,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a zip, wrong pickle...
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); delete it to "
-                              f"restart that run, or point --out elsewhere") from None
+                              f"restart that run, or point --runs elsewhere") from None
     if not isinstance(ck, dict) or "model" not in ck or "step" not in ck:
         raise CheckpointError(f"checkpoint {path} is not an avade-bench checkpoint (no model/step entries)")
     return ck
@@ -133,6 +133,14 @@ def _set_rng_state(st: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+def _check_losses(model, phase: str, out) -> None:
+    """The contract of ``losses`` (models/base.py): a dict of named tensors with the key 'loss', the one trained."""
+    if not isinstance(out, dict) or "loss" not in out:
+        got = sorted(out) if isinstance(out, dict) else type(out).__name__
+        raise TypeError(f"{type(model).__name__}.losses({phase!r}, batch) must return a dict of named tensors with "
+                        f"the key 'loss' (the one back-propagated), got {got}")
+
+
 class Trainer:
     def __init__(self, model: GenerativeModel, train_x: torch.Tensor, cfg: RunConfig, run_dir: Path, *,
                  train_y: Optional[torch.Tensor] = None, val_x: Optional[torch.Tensor] = None,
@@ -204,7 +212,7 @@ class Trainer:
         if ck.get("config_hash") != self.cfg.hash():
             raise CheckpointError(f"{self.last_path} was written by another configuration "
                                   f"({ck.get('config_hash')} != {self.cfg.hash()}); resume with the same "
-                                  f"settings, or use a fresh --out")
+                                  f"settings, or use a fresh --runs")
         self.model.load_state_dict(ck.get("model_train", ck["model"]))
         if self.ema is not None:
             self.ema = {k: v.to(self.device) for k, v in ck["model"].items()}
@@ -237,6 +245,7 @@ class Trainer:
         self.model.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tc.autocast == "bf16"):
             out = self.model.losses(phase, batch)
+        _check_losses(self.model, phase, out)
         logged = {}
         for name, v in out.items():
             val = float(v.detach().float().mean())

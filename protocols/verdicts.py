@@ -14,15 +14,24 @@ from .claims import FLOOR, Values, at_snapshot, trajectory, where
 
 
 # ---- stored values, claims and the summary, per configuration -----------------------------------------
+def extra_space(extractor: str) -> bool:
+    """Rows measured in an additional feature space beside the cell's own (``eval.dinov2_weights`` /
+    ``eval.clip_weights``: extractor ids ``dinov2-...``, ``clip-...``)."""
+    return (extractor or "").split("-")[0] in ("dinov2", "clip")
+
+
 def stored_values(store: ResultsStore, groups: Dict[str, str]) -> Values:
     """model -> metric -> values over seeds, from the rows of each model's group (one configuration); when a
     seed was measured more than once (--fresh), its newest value counts.  ``meta`` holds each (model, metric)'s
     smallest sample count and feature dimension (claims refuse to decide on too few samples)."""
     by_key = {g: m for m, g in groups.items()}
     newest: Dict[tuple, dict] = {}
-    rows = store.query("SELECT group_key, seed, metric, value, n_samples, extra FROM measurements WHERE snapshot=0 "
-                       "AND group_key IN (%s) ORDER BY id" % ",".join("?" * len(by_key)), tuple(by_key)) if by_key else []
+    rows = store.query("SELECT group_key, seed, metric, value, n_samples, extra, extractor FROM measurements WHERE "
+                       "snapshot=0 AND group_key IN (%s) ORDER BY id" % ",".join("?" * len(by_key)),
+                       tuple(by_key)) if by_key else []
     for r in rows:
+        if extra_space(r["extractor"]):      # the DINOv2 / CLIP tables: claims are judged in the cell's own space
+            continue
         newest[(by_key[r["group_key"]], r["seed"], r["metric"])] = r
     vals = Values()
     for (model, _seed, metric), r in sorted(newest.items(), key=lambda kv: kv[0]):
@@ -78,7 +87,11 @@ def along_training(claim, series: Dict[int, Values], seen: Dict[int, dict], n_sn
 
 
 def evaluate_claims(p: Protocol, store: ResultsStore, dataset: str, budget: str, extractor: str,
-                    groups: Dict[str, str], configs: Dict[str, str], n_snapshots: int = 0) -> List[dict]:
+                    groups: Dict[str, str], configs: Dict[str, str], n_snapshots: int = 0,
+                    tuning: Optional[Dict[str, dict]] = None) -> List[dict]:
+    """Every claim of ``p`` on the stored values of ``groups`` (one configuration per model), stored with its
+    evidence; ``tuning`` (model -> how its configuration was tuned; a model not named: its presets) adds to each
+    verdict how its sides were tuned and whether alike (:func:`tuning_evidence`)."""
     values = stored_values(store, groups)
     series, seen = snapshot_series(store, groups) if n_snapshots else ({}, {})
     out = []
@@ -89,11 +102,46 @@ def evaluate_claims(p: Protocol, store: ResultsStore, dataset: str, budget: str,
             evidence = {**evidence, "along_training": curve}
         if c.source:
             evidence = {**evidence, "source": c.source}
+        if tuning is not None:
+            evidence = {**evidence, **tuning_evidence(evidence, tuning)}
         if D.is_main():
             store.add_claim(protocol=p.name, dataset=dataset, budget=budget, claim_id=c.id, text=c.text,
                             status=status, evidence=evidence, extractor=extractor, configs=configs)
         out.append({"id": c.id, "text": c.text, "status": status, "evidence": evidence, "configs": configs})
     return out
+
+
+def claim_sides(evidence: dict) -> List[str]:
+    """The models a verdict compares (the real-data floor left out), from its evidence."""
+    models = [m for c in evidence.get("comparisons", []) for m in (c.get("better"), c.get("worse"))]
+    if not models and "model" in evidence:
+        models = [evidence["model"]]
+    if not models:                  # a speed-ratio claim keys its two models' values by name
+        models = [k for k, v in evidence.items() if isinstance(v, list) and k not in ("ratios", "why_inconclusive")]
+    return [m for m in dict.fromkeys(models) if m and m != FLOOR]
+
+
+PRESET_TUNING = {"how": "preset"}
+#: what two sides must share to count as tuned alike (their spaces are equal where they share a knob by construction)
+ALIKE = ("how", "trials", "criterion", "sampler", "pruner", "seed")
+
+
+def tuning_evidence(evidence: dict, tuning: Dict[str, dict]) -> dict:
+    """``{"tuning": {model: how}, "tuned_alike": bool}`` for the sides of one verdict; unequal tuning is named in
+    ``tuning_note`` (e.g. one side searched by a study, the other at its presets)."""
+    sides = {m: tuning.get(m, PRESET_TUNING) for m in claim_sides(evidence)}
+    ways = {json.dumps({k: v.get(k) for k in ALIKE}, sort_keys=True) for v in sides.values()}
+    out: dict = {"tuning": sides, "tuned_alike": len(ways) <= 1}
+    if len(ways) > 1:
+        out["tuning_note"] = "tuned unequally: " + "; ".join(f"{m} {how_tuned(v)}" for m, v in sides.items())
+    return out
+
+
+def how_tuned(t: dict) -> str:
+    if t.get("how") != "study":
+        return "at its presets"
+    return (f"by study {t.get('study')} ({t.get('trials')} trials, {t.get('sampler')} sampler, criterion "
+            f"{t.get('criterion')}, pruner {t.get('pruner')})")
 
 
 def summarise(values: Values) -> Dict[str, Dict[str, Dict[str, Any]]]:

@@ -50,7 +50,7 @@ def test_torchrun_cli_end_to_end(tmp_path):
     # --standalone: torchrun's own rendezvous on a port it picks and holds (no port race with other processes)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
            "protocols.run", "--protocol", "ablation", "--model", "vae", "--budget", "smoke", "--seeds", "1",
-           "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), "--site", str(tmp_path / "site"),
+           "--results", str(tmp_path / "r.sqlite"), "--runs", str(tmp_path / "runs"), "--site", str(tmp_path / "site"),
            "--no-progress"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

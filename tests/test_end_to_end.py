@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "protocols.run", "--budget", "smoke", "--no-progress", "--results",
-           str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), "--site", str(tmp_path / "site"), *args]
+           str(tmp_path / "r.sqlite"), "--runs", str(tmp_path / "runs"), "--site", str(tmp_path / "site"), *args]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -66,7 +66,7 @@ def test_fresh_retrains_and_the_newest_value_counts(tmp_path):
 def test_two_concurrent_runs_of_one_cell_store_it_once(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "protocols.run", "--budget", "smoke", "--no-progress", "--results",
-           str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), "--site", str(tmp_path / "site"),
+           str(tmp_path / "r.sqlite"), "--runs", str(tmp_path / "runs"), "--site", str(tmp_path / "site"),
            "--protocol", "ablation", "--model", "vae", "--seeds", "1", "--set", "eval.n_samples=60"]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

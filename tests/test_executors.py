@@ -108,7 +108,7 @@ def test_a_killed_driver_restarted_stores_nothing_twice_and_loses_nothing(tmp_pa
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--budget", "smoke", "--model", "vae",
            "--seeds", "2", "--set", "eval.n_samples=60", "--set", "train.threads=1", "--set", "train.steps=300",
-           "--set", "train.ckpt_every=25", "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"),
+           "--set", "train.ckpt_every=25", "--results", str(tmp_path / "r.sqlite"), "--runs", str(tmp_path / "runs"),
            "--no-leaderboard", "--no-progress", "--executor", "submitit", "--submitit-cluster", "local",
            "--workers", "2"]
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -167,3 +167,123 @@ def test_the_slurm_array_asks_for_what_the_options_say(tmp_path, monkeypatch):
     assert engine.cluster == "slurm" and engine.throttle is None          # Slurm throttles the array itself
     assert (params["partition"], params["time"], params["gpus_per_node"], params["cpus_per_task"],
             params["array_parallelism"], params["additional_parameters"]) == ("gpu", 720, 1, 8, 8, {"requeue": True})
+
+
+# ---- requests that can never be met and addresses where nothing answers: one line, exit 2, within a minute, and
+# the store as it was (no run left 'running') -- issue 35's Ray cases, with a local Ray ---------------------------
+def _refused(tmp_path, capsys, *args):
+    from protocols.run import main
+    from test_bad_input import _seed_store, _snapshot
+    _engine("ray")
+    _seed_store(tmp_path / "r.sqlite")
+    before, start = _snapshot(tmp_path / "r.sqlite"), time.monotonic()
+    try:
+        rc = main(["--budget", "smoke", "--seeds", "1", "--model", "vae", "--no-progress", "--no-leaderboard",
+                   "--results", str(tmp_path / "r.sqlite"), "--runs", str(tmp_path / "runs"), "--executor", "ray",
+                   *args])
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error:"), (out[-2000:], err[-2000:])
+    assert time.monotonic() - start < 60 and _snapshot(tmp_path / "r.sqlite") == before
+    return lines[0]
+
+
+def test_a_dead_ray_address_is_refused_at_once(tmp_path, capsys):
+    line = _refused(tmp_path, capsys, "--ray-address", "127.0.0.1:1")
+    assert "--ray-address 127.0.0.1:1: nothing answers there" in line
+
+
+def test_an_address_where_no_ray_answers_is_given_up_on_after_the_connect_timeout(tmp_path, capsys):
+    import socket
+    with socket.socket() as server:            # accepts connections and says nothing: not a Ray cluster
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        line = _refused(tmp_path, capsys, "--ray-address", address, "--connect-timeout", "5")
+    assert f"--ray-address {address}: no Ray cluster answered within 5 s" in line
+    log = Path(line.rpartition("Ray's messages: ")[2])
+    assert log.is_file() and log.parent == tmp_path / "runs" / "_executor" / "ray"
+
+
+def test_a_gpu_that_no_node_has_is_refused(tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    line = _refused(tmp_path, capsys, "--gpus-per-cell", "1")
+    assert "and 1 GPU(s) on one node, which the Ray this run would start on this machine cannot give" in line
+
+
+def test_more_cpus_than_any_node_has_are_refused(tmp_path, capsys):
+    if (os.cpu_count() or 1) >= 64:
+        pytest.skip("this machine has 64 CPUs")
+    line = _refused(tmp_path, capsys, "--cpus-per-cell", "64")
+    assert "asks for 64 CPU(s) and 0 GPU(s) on one node" in line and "nodes: 1 x" in line
+
+
+def test_a_running_ray_cluster_is_asked_what_its_nodes_have(tmp_path):
+    """A cluster already connected (here a local Ray of 1 CPU): its live nodes are what a cell's request is
+    checked against, after connecting and before anything is submitted."""
+    from protocols.config import ConfigError
+    from protocols.executors import RayEngine
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        engine = RayEngine(ExecutorOptions("ray"), cpus=2, gpus=0, folder=tmp_path / "ray")
+        with pytest.raises(ConfigError, match=r"2 CPU\(s\) and 0 GPU\(s\) on one node, .*\(nodes: 1 x 1 CPU/0 GPU\)"):
+            engine.check(2, 0, "cpu")
+        engine.check(1, 0, "cpu")
+        assert "of 1 CPU(s)" in engine.waiting_for([])
+    finally:
+        ray.shutdown()
+
+
+def test_a_sigkilled_ray_driver_leaves_no_ray_process_after_the_next_run(tmp_path):
+    from protocols.executors import session_processes
+    _engine("ray")
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--budget", "smoke", "--model", "vae",
+           "--seeds", "1", "--set", "eval.n_samples=60", "--set", "train.threads=1", "--set", "train.steps=300",
+           "--results", str(tmp_path / "r.sqlite"), "--runs", str(tmp_path / "runs"), "--no-leaderboard",
+           "--no-progress", "--executor", "ray"]
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    end = time.time() + 240
+    while time.time() < end and driver.poll() is None:      # kill the driver once a worker has started
+        if list((tmp_path / "runs").glob(f"**/vae/seed0-*/{ATTEMPTS_FILE}")):
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    driver.communicate(timeout=60)
+    if driver.returncode != -signal.SIGKILL:
+        pytest.skip("the run finished before its driver could be killed")
+    # the Ray the driver started is named after it (session_<date>_<pid> under Ray's temp folder)
+    (session,) = Path(os.environ.get("RAY_TMPDIR", "/tmp"), "ray").glob(f"session_*_{driver.pid}")
+    session = str(session)
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert "marked 2 run(s) left 'running' by a driver that stopped as 'interrupted'" in again.stdout
+    assert session_processes(session) == [] and not list((tmp_path / "runs" / "_executor" / "ray").glob("driver-*"))
+    assert {r["status"] for r in ResultsStore(tmp_path / "r.sqlite").runs()} == {"done"}
+
+
+def test_a_slurm_partition_is_asked_for_its_limits_before_the_array_is_submitted(tmp_path, monkeypatch):
+    """On a Slurm node (stand-in srun and sinfo on PATH): a --slurm-time over the partition's limit, or a cell no
+    node of it can hold, is refused by the engine's check; a request that fits passes."""
+    from protocols.config import ConfigError
+    from protocols.executors import SubmititEngine
+    _engine("submitit")
+    for tool, body in (("srun", "exit 0"), ("sinfo", "echo 'gpu*|12:00:00|16|gpu:2'; echo 'cpu|infinite|64|(null)'")):
+        (tmp_path / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    engine = SubmititEngine(ExecutorOptions("submitit", submitit_cluster="slurm", slurm_time_min=720), tmp_path / "s",
+                            cpus=8, gpus=1)
+    engine.check(8, 1, "cuda")
+    with pytest.raises(ConfigError, match="16 CPU/2 GPU"):
+        engine.check(8, 4, "cuda")
+    long = SubmititEngine(ExecutorOptions("submitit", submitit_cluster="slurm", slurm_time_min=721), tmp_path / "s",
+                          cpus=8, gpus=1)
+    with pytest.raises(ConfigError, match=r"--slurm-time 721 \(minutes\) is longer than the time limit of partition "
+                                          r"gpu \(12:00:00\)"):
+        long.check(8, 1, "cuda")

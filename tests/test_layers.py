@@ -1,4 +1,4 @@
-"""The layers stay layered (DESIGN.md "Data flows one way"): no package imports from a package above it, the
+"""The layers stay layered (docs/design.md "Layout"): no package imports from a package above it, the
 page builds without torch, and the Python API has every registry without the CLI."""
 import ast
 import os

@@ -382,9 +382,9 @@ def test_prd_png_only_run_and_malformed_curve(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    assert lb.main(["--results", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "s")]) == 0
+    assert lb.main(["--results", str(tmp_path / "none.sqlite"), "--site", str(tmp_path / "s")]) == 0
     assert (tmp_path / "s" / "index.html").is_file()
-    assert lb.main(["--results", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert lb.main(["--results", str(tmp_path), "--site", str(tmp_path / "s")]) == 2
     assert "not a file" in capsys.readouterr().err
 
 

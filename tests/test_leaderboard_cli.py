@@ -65,7 +65,7 @@ def test_help_imports_no_torch_and_no_matplotlib():
 def test_results_not_sqlite(tmp_path):
     bad = tmp_path / "results.sqlite"
     bad.write_text("these are not the results you are looking for\n" * 50)
-    _one_line_error(_cli("--results", bad, "--out", tmp_path / "site"), str(bad), "not a database")
+    _one_line_error(_cli("--results", bad, "--site", tmp_path / "site"), str(bad), "not a database")
 
 
 def test_results_sqlite_but_not_a_store(tmp_path):
@@ -74,17 +74,17 @@ def test_results_sqlite_but_not_a_store(tmp_path):
     con.execute("CREATE TABLE t (x)")
     con.commit()
     con.close()
-    _one_line_error(_cli("--results", other, "--out", tmp_path / "site"), str(other))
+    _one_line_error(_cli("--results", other, "--site", tmp_path / "site"), str(other))
 
 
 def test_results_is_a_folder(tmp_path):
-    _one_line_error(_cli("--results", tmp_path, "--out", tmp_path / "site"), str(tmp_path), "is a folder",
+    _one_line_error(_cli("--results", tmp_path, "--site", tmp_path / "site"), str(tmp_path), "is a folder",
                     "--results")
 
 
 def test_results_missing_builds_a_page_saying_so(tmp_path):
     missing = tmp_path / "nowhere" / "results.sqlite"
-    r = _cli("--results", missing, "--out", tmp_path / "site")
+    r = _cli("--results", missing, "--site", tmp_path / "site")
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines() == [f"note: no results store at {missing} yet; wrote a page saying so"]
     assert r.stdout.strip() == str(tmp_path / "site" / "index.html")
@@ -95,14 +95,14 @@ def test_results_missing_builds_a_page_saying_so(tmp_path):
 def test_out_is_a_file(tmp_path):
     results, out = _store(tmp_path / "r.sqlite"), tmp_path / "site"
     out.write_text("a file")
-    _one_line_error(_cli("--results", results, "--out", out), str(out), "is a file", "--out")
+    _one_line_error(_cli("--results", results, "--site", out), str(out), "is a file", "--site")
     assert out.read_text() == "a file"
 
 
 def test_out_below_a_file(tmp_path):
     results, blocker = _store(tmp_path / "r.sqlite"), tmp_path / "blocker"
     blocker.write_text("x")
-    _one_line_error(_cli("--results", results, "--out", blocker / "site"), "--out")
+    _one_line_error(_cli("--results", results, "--site", blocker / "site"), "--site")
 
 
 # ---- read-only disks (a read-only bind mount in a user namespace; skipped where that is not allowed) ----------
@@ -126,7 +126,7 @@ def test_store_in_a_read_only_folder_builds(tmp_path):
     if prefix is None:
         pytest.skip("cannot mount a read-only folder here (no unshare or user namespaces)")
     before = sorted(p.name for p in data.iterdir())
-    r = _cli("--results", results, "--out", tmp_path / "site", prefix=prefix)
+    r = _cli("--results", results, "--site", tmp_path / "site", prefix=prefix)
     assert r.returncode == 0, r.stderr
     assert _rows_on_page(tmp_path / "site" / "index.html") == 4
     assert sorted(p.name for p in data.iterdir()) == before
@@ -139,5 +139,5 @@ def test_out_on_a_read_only_disk(tmp_path):
     prefix = _read_only(out)
     if prefix is None:
         pytest.skip("cannot mount a read-only folder here (no unshare or user namespaces)")
-    _one_line_error(_cli("--results", results, "--out", out / "site", prefix=prefix), "--out", "Read-only")
-    _one_line_error(_cli("--results", results, "--out", out, prefix=prefix), "--out", "Read-only")
+    _one_line_error(_cli("--results", results, "--site", out / "site", prefix=prefix), "--site", "Read-only")
+    _one_line_error(_cli("--results", results, "--site", out, prefix=prefix), "--site", "Read-only")

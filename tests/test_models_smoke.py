@@ -167,6 +167,7 @@ register_model("toy-newfile", config=ToyConfig, presets={"smoke": {"hidden": 4},
 """
 
 
+@pytest.mark.slow   # trains the default domain classifier (minutes); tests/test_every_model.py covers a new file fast
 def test_a_model_in_a_new_file_needs_no_other_edit(tmp_path, monkeypatch):
     """A new model is one file with its register_model call (with its presets) and its import: it resolves,
     trains and is evaluated by a protocol, with every value's source named."""

@@ -36,7 +36,7 @@ def test_ablation_at_the_paper_budget_on_cifar_format_files(paper_files):
     env.pop("AVADE_INCEPTION", None)
     cmd = [sys.executable, "-m", "protocols.run", "--protocol", "ablation", "--budget", "paper", "--dataset", "cifar10",
            "--data-root", str(d / "data"), "--inception-weights", str(d / "pt_inception-2015-12-05-6726825d.pth"),
-           "--seeds", "1", "--no-progress", "--results", str(d / "r.sqlite"), "--out", str(d / "runs"),
+           "--seeds", "1", "--no-progress", "--results", str(d / "r.sqlite"), "--runs", str(d / "runs"),
            "--site", str(d / "site"), "--set", "train.steps=3", "--set", "train.batch_size=8",
            "--set", "eval.n_samples=24", "--set", "eval.batch_size=24", "--set", "eval.iw_k=2",
            "--set", "eval.bpd_images=8"]

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _cmd(tmp_path, *args):
     return [sys.executable, "-m", "protocols.run", "--budget", "smoke", "--no-progress", "--no-leaderboard",
-            "--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "runs"), "--protocol", "ablation",
+            "--results", str(tmp_path / "r.sqlite"), "--runs", str(tmp_path / "runs"), "--protocol", "ablation",
             "--model", "vae", "--seeds", "1", "--set", "eval.n_samples=60", "--set", "eval.snapshots=4",
             "--set", "eval.snapshot_samples=40", "--set", "eval.snapshot_bpd_images=16", *args]
 

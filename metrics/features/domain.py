@@ -1,8 +1,8 @@
 """``domain`` extractor: a small classifier (by default the CNN) trained on the dataset's own train split.
 
 How FID / IS / PRD are measured where Inception does not apply (digits, MNIST-like data), as the
-MNIST literature does (DESIGN.md "Feature extractors").  The network and its fixed recipe are in
-metrics/features/classifier.py; features are its pre-ReLU penultimate layer, logits feed IS.
+MNIST literature does (docs/design.md "Feature extractors and likelihood").  The network and its fixed
+recipe are in metrics/features/classifier.py; features are its pre-ReLU penultimate layer, logits feed IS.
 
 Features are divided by one scalar fixed at training time, the RMS of the training images'
 features (sqrt(mean f^2) over images and units; over a seeded subset of SCALE_IMAGES = 10,000 of them

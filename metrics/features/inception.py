@@ -27,10 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.defaults import INCEPTION_ENV
+
 from ..cache import hash_file
 from .inception_net import FIDInceptionV3
 
-ENV = "AVADE_INCEPTION"
+ENV = INCEPTION_ENV        # AVADE_INCEPTION (common/defaults.py: every CLI's paths)
 URLS = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
         "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt")
 SIZE = 299
