@@ -53,6 +53,11 @@ def _save(fig, path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
+def _color(models: Sequence[str], model: str) -> str:
+    """One colour per model across a section's figures."""
+    return f"C{sorted(models).index(model) % 10}"
+
+
 def distribution_png(per_model: Dict[str, List[dict]], metrics: Sequence[str], path: Path, title: str) -> None:
     fig, axes = _figure(len(metrics))
     models = sorted(per_model)
@@ -60,10 +65,10 @@ def distribution_png(per_model: Dict[str, List[dict]], metrics: Sequence[str], p
         data = [[t[metric] for t in per_model[m] if t["state"] == "complete" and t[metric] is not None]
                 for m in models]
         shown = [d if d else [float("nan")] for d in data]
-        ax.boxplot(shown, showfliers=False, widths=0.5)
+        ax.boxplot(shown, showfliers=False, widths=0.5, medianprops={"color": "black"})
         rng = random.Random(0)
-        for i, d in enumerate(data, start=1):
-            ax.plot([i + rng.uniform(-0.12, 0.12) for _ in d], d, "o", ms=3.5, alpha=0.7)
+        for i, (m, d) in enumerate(zip(models, data), start=1):
+            ax.plot([i + rng.uniform(-0.12, 0.12) for _ in d], d, "o", ms=3.5, alpha=0.7, color=_color(models, m))
         ax.set_xticks(range(1, len(models) + 1), [f"{m}\n({len(d)} of {len(per_model[m])})"
                                                   for m, d in zip(models, data)])
         ax.set_ylabel(METRIC_LABEL.get(metric, metric) + ", lower is better")
@@ -81,7 +86,7 @@ def expected_best_png(per_model: Dict[str, List[dict]], metrics: Sequence[str], 
             if not curve:
                 continue
             ks, top = [c[0] for c in curve], max(v for v in vals if math.isfinite(v))
-            line, = ax.plot(ks, [c[1] for c in curve], "-o", ms=3, label=model)
+            line, = ax.plot(ks, [c[1] for c in curve], "-o", ms=3, label=model, color=_color(list(per_model), model))
             ax.fill_between(ks, [c[2] for c in curve], [min(c[3], top) for c in curve], color=line.get_color(),
                             alpha=0.15)
         ax.set_xlabel("trials (budget)")
@@ -99,7 +104,8 @@ def pareto_png(per_model: Dict[str, List[dict]], selected: Dict[str, int], path:
                if t["state"] == "complete" and t["fid"] is not None and t["bpd"] is not None]
         if not pts:
             continue
-        dots, = ax.plot([p[1] for p in pts], [p[2] for p in pts], "o", ms=4, alpha=0.6, label=model)
+        dots, = ax.plot([p[1] for p in pts], [p[2] for p in pts], "o", ms=4, alpha=0.6, label=model,
+                        color=_color(list(per_model), model))
         f = front(pts)
         ax.step([p[1] for p in f], [p[2] for p in f], where="post", color=dots.get_color(), lw=1.2)
         sel = [p for p in pts if p[0] == selected.get(model)]
@@ -178,7 +184,7 @@ def _section(tuning_id: str, studies: List[dict], by_study: Dict[str, List[dict]
             "counts": ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
             "selected": f"#{s['selected']}" if s["selected"] >= 0 else "none",
             "selected_hash": s["selected_hash"],
-            "values": ", ".join(f"{k} {_value_text(v)}" for k, v in (s["selected_params"] or {}).items()),
+            "tuned": ", ".join(f"{k} {_value_text(v)}" for k, v in (s["selected_params"] or {}).items()),
             "measured": next((", ".join(f"{m} {_value_text(t[m])}" for m in ("fid", "bpd") if t[m] is not None)
                               for t in ts if t["number"] == s["selected"]), ""),
             "front": ", ".join(f"#{n}" for n in s["front"] or []),
